@@ -1,0 +1,1 @@
+"""Local tooling: the API Gateway emulator (`selador serve`), `selador invoke`, `selador token`."""

@@ -1,0 +1,143 @@
+"""Runtime settings: one pydantic model read from the environment once per container.
+
+Nothing else in the package reads ``os.environ``; everything receives a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """Raised at start-up when an environment variable holds an invalid value."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the backend, each read from the environment variable of the same name.
+
+    Attributes:
+        model_provider: ``local`` (offline responder) or ``bedrock``. Defaults to ``bedrock`` when
+            ``MODEL_ARN`` or ``MODEL_ID`` is set, else ``local``.
+        model_arn: Bedrock model or inference-profile ARN; wins over ``model_id``.
+        model_id: Bedrock model id or inference-profile id.
+        model_max_tokens: Maximum tokens per model response (Bedrock).
+        model_max_attempts: Total Bedrock attempts on throttling before the run fails.
+        knowledge_base_id: Bedrock Knowledge Base id; empty means the bundled local knowledge base.
+        knowledge_base_results: Passages returned per knowledge-base search.
+        aws_region: Region for every AWS client.
+        connections_table: DynamoDB table of connections; empty means the SQLite store.
+        sqlite_path: SQLite file used when ``connections_table`` is empty.
+        connection_ttl_seconds: TTL of connection records ($disconnect is best effort in AWS).
+        websocket_management_endpoint: ``https://{apiId}.execute-api.{region}.amazonaws.com/{stage}``
+            or the local gateway's; when empty it is built from the event.
+        management_connect_timeout: Seconds to connect to the management API.
+        management_read_timeout: Seconds to read a management API answer.
+        post_max_attempts: PostToConnection attempts on 429 before the run stops.
+        stream_flush_ms: Delta coalescing window after the first delta, in milliseconds.
+        stream_flush_max_ms: Upper bound the window grows to on long answers, in milliseconds.
+        stream_max_frame_chars: Characters of answer text in one delta frame at most.
+        local_model_token_delay_ms: Pause between tokens of the offline responder, in milliseconds.
+        agent_max_turns: Model turns one query may take.
+        log_level: Powertools log level.
+        service_name: Service name in logs.
+        run_mode: ``inline`` runs the agent in the route's invocation; ``async`` hands it to an
+            asynchronous invocation of the same function.
+        function_name: The function to invoke for ``async`` runs (Lambda sets it).
+        lambda_endpoint: Lambda API endpoint override (the local gateway sets it).
+        requests_table: DynamoDB table for idempotent request records; empty means SQLite.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    model_provider: Literal["local", "bedrock"] | None = None
+    model_arn: str = ""
+    model_id: str = ""
+    model_max_tokens: int = Field(default=4096, ge=1, le=200_000)
+    model_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    knowledge_base_id: str = ""
+    knowledge_base_results: int = Field(default=5, ge=1, le=50)
+
+    aws_region: str = "us-west-2"
+
+    connections_table: str = ""
+    sqlite_path: str = "/tmp/selador.sqlite3"  # noqa: S108 - Lambda's only writable path; local default too
+    connection_ttl_seconds: int = Field(default=7200 + 600, ge=60)
+
+    websocket_management_endpoint: str = ""
+    management_connect_timeout: float = Field(default=2.0, gt=0)
+    management_read_timeout: float = Field(default=5.0, gt=0)
+    post_max_attempts: int = Field(default=6, ge=1, le=20)
+
+    stream_flush_ms: int = Field(default=100, ge=0, le=5000)
+    stream_flush_max_ms: int = Field(default=1000, ge=0, le=10_000)
+    stream_max_frame_chars: int = Field(default=8192, ge=64, le=30_000)
+
+    local_model_token_delay_ms: float = Field(default=15.0, ge=0, le=10_000)
+    agent_max_turns: int = Field(default=8, ge=1, le=50)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    service_name: str = Field(default="selador", validation_alias="POWERTOOLS_SERVICE_NAME")
+
+    run_mode: Literal["inline", "async"] = "inline"
+    function_name: str = Field(default="", validation_alias="AWS_LAMBDA_FUNCTION_NAME")
+    lambda_endpoint: str = ""
+    requests_table: str = ""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _default_provider(self) -> Settings:
+        if self.model_provider is None:
+            provider = "bedrock" if (self.model_arn or self.model_id) else "local"
+            object.__setattr__(self, "model_provider", provider)
+        if self.model_provider == "bedrock" and not (self.model_arn or self.model_id):
+            raise ValueError("MODEL_PROVIDER=bedrock needs MODEL_ARN or MODEL_ID")
+        return self
+
+    @property
+    def provider(self) -> Literal["local", "bedrock"]:
+        """The resolved model provider (never ``None`` after validation)."""
+        return self.model_provider or "local"
+
+    @property
+    def bedrock_model_id(self) -> str:
+        """The model identifier handed to Bedrock: the ARN when given, else the id."""
+        return self.model_arn or self.model_id
+
+    @property
+    def store_backend(self) -> Literal["dynamodb", "sqlite"]:
+        """Which connection store the settings select."""
+        return "dynamodb" if self.connections_table else "sqlite"
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        SettingsError: naming each invalid variable and the rule it breaks.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The container's settings, read once; tests call ``get_settings.cache_clear()``."""
+    return load_settings()
