@@ -44,7 +44,9 @@ class CollectingSink:
     def send(self, frame: _Frame) -> None:
         """Record a frame, stamped with the request id and the next ``seq``."""
         with self._lock:
-            self.frames.append(frame.model_copy(update={"request_id": self.request_id, "seq": len(self.frames) + 1}))
+            self.frames.append(
+                frame.model_copy(update={"request_id": self.request_id, "seq": len(self.frames) + 1})
+            )
 
     def delta(self, text: str) -> None:
         """Record answer text as its own delta frame (nothing to save by coalescing in memory)."""

@@ -1,0 +1,414 @@
+"""Lambda proxy events shaped exactly like API Gateway's, for the local gateway and the tests.
+
+Shapes follow the captured samples in Powertools' ``tests/events/apiGatewayWebSocketApi*.json``
+and AWS's payload-format documentation (HTTP API v2, REST v1). Only the standard library is used,
+so importing this module costs nothing on any path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+import time
+import uuid
+from email.utils import formatdate
+from typing import Any
+
+DEFAULT_API_ID = "sel4d0rapi"
+DEFAULT_STAGE = "production"
+DEFAULT_REGION = "us-west-2"
+DEFAULT_ACCOUNT = "123456789012"
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def _random_id(length: int, alphabet: str = _ID_ALPHABET) -> str:
+    return "".join(random.choices(alphabet, k=length))
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's: 12 url-safe characters ending in ``=`` (e.g. ``L0SM9cOFvHcCIhw=``).
+
+    Returns:
+        A fresh connection id.
+    """
+    return _random_id(15) + "="
+
+
+def new_extended_request_id() -> str:
+    """An extended request id shaped like API Gateway's (``L0SM9FuGvHcFMpA=``)."""
+    return _random_id(15) + "="
+
+
+def new_message_id() -> str:
+    """A message id shaped like API Gateway's (``L0SM9dS_vHcCIhw=``)."""
+    return _random_id(15, _ID_ALPHABET + "-_") + "="
+
+
+def domain_name(api_id: str = DEFAULT_API_ID, region: str = DEFAULT_REGION) -> str:
+    """The execute-api host of an API."""
+    return f"{api_id}.execute-api.{region}.amazonaws.com"
+
+
+def _request_time(epoch_ms: int) -> str:
+    # API Gateway's format: 09/Feb/2024:18:11:43 +0000
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+
+
+def _ws_request_context(
+    *,
+    route_key: str,
+    event_type: str,
+    connection_id: str,
+    connected_at: int,
+    stage: str,
+    api_id: str,
+    domain: str,
+    source_ip: str,
+    user_agent: str | None,
+) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    return {
+        "routeKey": route_key,
+        "eventType": event_type,
+        "extendedRequestId": new_extended_request_id(),
+        "requestTime": _request_time(now_ms),
+        "messageDirection": "IN",
+        "stage": stage,
+        "connectedAt": connected_at,
+        "requestTimeEpoch": now_ms,
+        "identity": {"sourceIp": source_ip, "userAgent": user_agent}
+        if user_agent is not None
+        else {"sourceIp": source_ip},
+        "requestId": new_extended_request_id(),
+        "domainName": domain,
+        "connectionId": connection_id,
+        "apiId": api_id,
+    }
+
+
+def _multi(values: dict[str, str] | None) -> dict[str, list[str]] | None:
+    return None if values is None else {k: [v] for k, v in values.items()}
+
+
+def connect_event(
+    *,
+    connection_id: str | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    stage: str = DEFAULT_STAGE,
+    api_id: str = DEFAULT_API_ID,
+    domain: str | None = None,
+    source_ip: str = "127.0.0.1",
+    user_agent: str = "selador-test",
+    connected_at: int | None = None,
+) -> dict[str, Any]:
+    """A ``$connect`` event.
+
+    Args:
+        connection_id: Defaults to a fresh id.
+        headers: Handshake headers (Host, Sec-WebSocket-Key… are added when absent).
+        query: Query-string parameters.
+        stage: API stage.
+        api_id: API id.
+        domain: ``domainName``; defaults to the execute-api host.
+        source_ip: Client address.
+        user_agent: Client User-Agent.
+        connected_at: Epoch milliseconds of the handshake.
+
+    Returns:
+        The event dict.
+    """
+    connection_id = connection_id or new_connection_id()
+    domain = domain or domain_name(api_id)
+    all_headers = {
+        "Host": domain,
+        "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+        "Sec-WebSocket-Key": base64.b64encode(uuid.uuid4().bytes).decode(),
+        "Sec-WebSocket-Version": "13",
+        "User-Agent": user_agent,
+        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
+        "X-Forwarded-For": source_ip,
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+    }
+    all_headers.update(headers or {})
+    event: dict[str, Any] = {
+        "headers": all_headers,
+        "multiValueHeaders": _multi(all_headers),
+        "requestContext": _ws_request_context(
+            route_key="$connect",
+            event_type="CONNECT",
+            connection_id=connection_id,
+            connected_at=connected_at or int(time.time() * 1000),
+            stage=stage,
+            api_id=api_id,
+            domain=domain,
+            source_ip=source_ip,
+            user_agent=user_agent,
+        ),
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = dict(query)
+        event["multiValueQueryStringParameters"] = _multi(query)
+    return event
+
+
+def message_event(
+    body: str | bytes,
+    *,
+    route_key: str | None = None,
+    route_keys: tuple[str, ...] = ("invoke", "ping"),
+    connection_id: str | None = None,
+    stage: str = DEFAULT_STAGE,
+    api_id: str = DEFAULT_API_ID,
+    domain: str | None = None,
+    source_ip: str = "127.0.0.1",
+    user_agent: str = "selador-test",
+    connected_at: int | None = None,
+) -> dict[str, Any]:
+    """A MESSAGE event; binary bodies arrive base64-encoded as API Gateway sends them.
+
+    Args:
+        body: The message as the client sent it (``bytes`` for a binary frame).
+        route_key: The route; defaults to API Gateway's selection over ``route_keys``.
+        route_keys: The API's non-special route keys, for route selection.
+        connection_id: Defaults to a fresh id.
+        stage: API stage.
+        api_id: API id.
+        domain: ``domainName``; defaults to the execute-api host.
+        source_ip: Client address.
+        user_agent: Client User-Agent.
+        connected_at: Epoch milliseconds of the handshake.
+
+    Returns:
+        The event dict.
+    """
+    is_binary = isinstance(body, bytes)
+    if route_key is None:
+        route_key = select_route(body, route_keys)
+    context = _ws_request_context(
+        route_key=route_key,
+        event_type="MESSAGE",
+        connection_id=connection_id or new_connection_id(),
+        connected_at=connected_at or int(time.time() * 1000),
+        stage=stage,
+        api_id=api_id,
+        domain=domain or domain_name(api_id),
+        source_ip=source_ip,
+        user_agent=user_agent,
+    )
+    context["messageId"] = new_message_id()
+    return {
+        "requestContext": context,
+        "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
+        "isBase64Encoded": is_binary,
+    }
+
+
+def disconnect_event(
+    *,
+    connection_id: str | None = None,
+    status_code: int = 1005,
+    reason: str = "Client-side close frame status not set",
+    stage: str = DEFAULT_STAGE,
+    api_id: str = DEFAULT_API_ID,
+    domain: str | None = None,
+    source_ip: str = "127.0.0.1",
+    user_agent: str = "selador-test",
+    connected_at: int | None = None,
+) -> dict[str, Any]:
+    """A ``$disconnect`` event with API Gateway's close code and reason.
+
+    Args:
+        connection_id: Defaults to a fresh id.
+        status_code: WebSocket close code (1000 normal, 1001 going away, 1005 none, 1006 abnormal).
+        reason: Close reason as API Gateway words it.
+        stage: API stage.
+        api_id: API id.
+        domain: ``domainName``; defaults to the execute-api host.
+        source_ip: Client address.
+        user_agent: Client User-Agent.
+        connected_at: Epoch milliseconds of the handshake.
+
+    Returns:
+        The event dict.
+    """
+    domain = domain or domain_name(api_id)
+    headers = {
+        "Host": domain,
+        "x-api-key": "",
+        "X-Forwarded-For": "",
+        "x-restapi": "",
+    }
+    context = _ws_request_context(
+        route_key="$disconnect",
+        event_type="DISCONNECT",
+        connection_id=connection_id or new_connection_id(),
+        connected_at=connected_at or int(time.time() * 1000),
+        stage=stage,
+        api_id=api_id,
+        domain=domain,
+        source_ip=source_ip,
+        user_agent=user_agent,
+    )
+    context["disconnectStatusCode"] = status_code
+    context["disconnectReason"] = reason
+    return {
+        "headers": headers,
+        "multiValueHeaders": _multi(headers),
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+
+
+def select_route(body: str | bytes, route_keys: tuple[str, ...] | list[str] | set[str]) -> str:
+    """API Gateway's ``$request.body.action`` route selection.
+
+    The body must be a JSON object whose ``action`` is a string equal to a route key; anything
+    else (binary, not JSON, no ``action``, unknown action) goes to ``$default``.
+
+    Args:
+        body: The message as received.
+        route_keys: The API's route keys.
+
+    Returns:
+        The selected route key.
+    """
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "$default"
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return "$default"
+    action = payload.get("action") if isinstance(payload, dict) else None
+    if isinstance(action, str) and action in route_keys and not action.startswith("$"):
+        return action
+    return "$default"
+
+
+def http_v2_event(
+    method: str,
+    path: str,
+    *,
+    body: str | bytes | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    route_key: str | None = None,
+    stage: str = "$default",
+    api_id: str = "sel4d0rhttp",
+    source_ip: str = "127.0.0.1",
+    user_agent: str = "selador-test",
+) -> dict[str, Any]:
+    """An HTTP API payload-format 2.0 event.
+
+    Args:
+        method: HTTP method.
+        path: Request path, without the stage.
+        body: Request body (bytes are sent base64-encoded).
+        headers: Request headers (lower-cased, as API Gateway delivers them).
+        query: Query-string parameters.
+        route_key: Matched route (``"POST /invoke"``); defaults to ``"{method} {path}"``.
+        stage: Stage name.
+        api_id: API id.
+        source_ip: Client address.
+        user_agent: Client User-Agent.
+
+    Returns:
+        The event dict.
+    """
+    now_ms = int(time.time() * 1000)
+    lowered = {"host": f"{api_id}.execute-api.{DEFAULT_REGION}.amazonaws.com", "user-agent": user_agent}
+    lowered.update({k.lower(): v for k, v in (headers or {}).items()})
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key or f"{method.upper()} {path}",
+        "rawPath": path if stage == "$default" else f"/{stage}{path}",
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
+        "headers": lowered,
+        "requestContext": {
+            "accountId": DEFAULT_ACCOUNT,
+            "apiId": api_id,
+            "domainName": lowered["host"],
+            "domainPrefix": api_id,
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": new_extended_request_id(),
+            "routeKey": route_key or f"{method.upper()} {path}",
+            "stage": stage,
+            "time": formatdate(now_ms / 1000, usegmt=True),
+            "timeEpoch": now_ms,
+        },
+        "isBase64Encoded": isinstance(body, bytes),
+    }
+    if query:
+        event["queryStringParameters"] = dict(query)
+    if body is not None:
+        event["body"] = base64.b64encode(body).decode() if isinstance(body, bytes) else body
+    return event
+
+
+def rest_v1_event(
+    method: str,
+    path: str,
+    *,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    stage: str = DEFAULT_STAGE,
+    source_ip: str = "127.0.0.1",
+    user_agent: str = "selador-test",
+) -> dict[str, Any]:
+    """A REST API (payload format 1.0) proxy event.
+
+    Args:
+        method: HTTP method.
+        path: Resource path.
+        body: Request body.
+        headers: Request headers.
+        query: Query-string parameters.
+        stage: Stage name.
+        source_ip: Client address.
+        user_agent: Client User-Agent.
+
+    Returns:
+        The event dict.
+    """
+    now_ms = int(time.time() * 1000)
+    all_headers = {"Host": "sel4d0rrest.execute-api.us-west-2.amazonaws.com", "User-Agent": user_agent}
+    all_headers.update(headers or {})
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": all_headers,
+        "multiValueHeaders": _multi(all_headers),
+        "queryStringParameters": dict(query) if query else None,
+        "multiValueQueryStringParameters": _multi(query) if query else None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": DEFAULT_ACCOUNT,
+            "apiId": "sel4d0rrest",
+            "httpMethod": method.upper(),
+            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            "path": f"/{stage}{path}",
+            "protocol": "HTTP/1.1",
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": now_ms,
+            "resourcePath": path,
+            "stage": stage,
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
