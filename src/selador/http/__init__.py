@@ -1,0 +1,1 @@
+"""The HTTP API (Powertools resolver) for callers that POST and wait."""

@@ -1,0 +1,1 @@
+"""WebSocket routes and the frame sender (PostToConnection)."""

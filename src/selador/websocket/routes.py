@@ -1,0 +1,235 @@
+"""WebSocket routes: ``$connect``, ``$disconnect``, ``$default``, ``invoke``, ``ping``.
+
+Each route is a small function of (event, context, dependencies). Replies go through
+PostToConnection because WebSocket routes are one-way without a route response. Nothing here
+imports strands: only :func:`invoke` reaches the orchestrator, and lazily.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from selador.deps import Dependencies
+from selador.observability import logger
+from selador.protocol import (
+    ACTIONS,
+    ErrorFrame,
+    PongFrame,
+    ProtocolError,
+    QueryRequest,
+    StatusFrame,
+    _Frame,
+    decode_json,
+    parse_query,
+)
+from selador.store.base import ConnectionRecord
+from selador.websocket.management import ConnectionGone, PostFailed, resolve_endpoint
+from selador.websocket.sender import FrameSender
+
+OK: dict[str, Any] = {"statusCode": 200}
+DEADLINE_MARGIN_S = 5.0
+"""Seconds kept back from Lambda's deadline to send the timeout frame and flush."""
+
+Route = Callable[[Mapping[str, Any], Any, Dependencies], dict[str, Any]]
+
+
+def connect(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Record the connection; a non-2xx answer would reject the handshake."""
+    ctx = event["requestContext"]
+    identity = ctx.get("identity") or {}
+    connected_at = ctx.get("connectedAt") or int(time.time() * 1000)
+    record = ConnectionRecord(
+        connection_id=ctx["connectionId"],
+        connected_at=connected_at / 1000,
+        expires_at=int(time.time()) + deps.settings.connection_ttl_seconds,
+        domain_name=ctx.get("domainName", ""),
+        stage=ctx.get("stage", ""),
+        api_id=ctx.get("apiId", ""),
+        source_ip=identity.get("sourceIp") or "",
+        user_agent=identity.get("userAgent") or "",
+    )
+    deps.store.put_connection(record)
+    logger.info("connected", extra={"source_ip": record.source_ip})
+    return OK
+
+
+def disconnect(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Forget the connection (best effort in AWS, hence the TTL on records)."""
+    ctx = event["requestContext"]
+    existed = deps.store.delete_connection(ctx["connectionId"])
+    logger.info(
+        "disconnected",
+        extra={
+            "disconnect_status_code": ctx.get("disconnectStatusCode"),
+            "disconnect_reason": ctx.get("disconnectReason"),
+            "record_existed": existed,
+        },
+    )
+    return OK
+
+
+def default(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Anything no route matched: say what was wrong and which actions exist."""
+    try:
+        payload = decode_json(_body(event))
+    except ProtocolError as exc:
+        _reply(event, deps, ErrorFrame(code="bad_request", error=str(exc)))
+        return OK
+    valid = ", ".join(ACTIONS)
+    if not isinstance(payload, dict):
+        message = f"message must be a JSON object with an action ({valid})"
+    elif "action" not in payload:
+        message = f"action is required: one of {valid}"
+    elif not isinstance(payload["action"], str):
+        message = f"action must be a string: one of {valid}"
+    else:
+        message = f"unknown action {payload['action'][:64]!r}: valid actions are {valid}"
+    request_id = payload.get("request_id") if isinstance(payload, dict) else None
+    _reply(
+        event,
+        deps,
+        ErrorFrame(code="unknown_action", error=message, request_id=_safe_id(request_id)),
+    )
+    return OK
+
+
+def ping(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Answer a keep-alive: app-level messages reset API Gateway's 10-minute idle timer."""
+    request_id = None
+    try:
+        payload = decode_json(_body(event))
+        if isinstance(payload, dict):
+            request_id = _safe_id(payload.get("request_id"))
+    except ProtocolError:
+        pass  # the route only matched because the body was JSON; nothing to report
+    _reply(event, deps, PongFrame(request_id=request_id))
+    return OK
+
+
+def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Validate a question, acknowledge it, and stream the agent's answer."""
+    try:
+        request = parse_query(decode_json(_body(event)))
+    except ProtocolError as exc:
+        _reply(event, deps, ErrorFrame(code="bad_request", error=str(exc), request_id=exc.request_id))
+        return OK
+    logger.append_keys(request_id=request.request_id, query_type=request.query_type)
+    logger.debug("question", extra={"question": request.question, "context": request.context})
+    stream_query(event, context, deps, request)
+    return OK
+
+
+def stream_query(event: Mapping[str, Any], context: Any, deps: Dependencies, request: QueryRequest) -> None:
+    """Run one query in this invocation, streaming its frames to the event's connection.
+
+    Args:
+        event: The WebSocket event the query arrived in.
+        context: The Lambda context (for the remaining time).
+        deps: Container dependencies.
+        request: The validated query.
+    """
+    connection_id = event["requestContext"]["connectionId"]
+    api = deps.management(resolve_endpoint(event, deps.settings))
+    settings = deps.settings
+
+    def on_gone() -> None:
+        # The stale id is the one we were posting to: never the caller's or another's.
+        deps.store.delete_connection(connection_id)
+
+    sender = FrameSender(
+        lambda data: api.post(connection_id, data),
+        request_id=request.request_id,
+        flush_ms=settings.stream_flush_ms,
+        flush_max_ms=settings.stream_flush_max_ms,
+        max_chars=settings.stream_max_frame_chars,
+        on_gone=on_gone,
+    )
+    sender.send(StatusFrame(stage="accepted", message="Processing your query..."))
+    deadline = _deadline(context)
+    try:
+        from selador.agents.orchestrator import run_query
+
+        run_query(request, sender, settings=settings, deadline=deadline)
+    finally:
+        stats = sender.close(timeout=max(1.0, _remaining_s(context) - 1.0))
+        logger.info(
+            "query finished",
+            extra={
+                "frames_posted": stats.frames_posted,
+                "bytes_posted": stats.bytes_posted,
+                "frames_dropped": stats.frames_dropped,
+                "client_gone": stats.gone,
+                "post_failure": stats.failed,
+            },
+        )
+
+
+ROUTES: dict[str, Route] = {
+    "$connect": connect,
+    "$disconnect": disconnect,
+    "$default": default,
+    "invoke": invoke,
+    "ping": ping,
+}
+
+
+def handle(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Dispatch a WebSocket event by its route key.
+
+    A route key this code does not know (a route added to the API but not here) is answered
+    like ``$default`` so the client still hears what exists.
+    """
+    route_key = event["requestContext"].get("routeKey", "$default")
+    route = ROUTES.get(route_key, default)
+    return route(event, context, deps)
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _body(event: Mapping[str, Any]) -> str | bytes | None:
+    body = event.get("body")
+    if body is None or not event.get("isBase64Encoded"):
+        return body
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("message must be JSON: the binary frame is not valid base64") from None
+
+
+def _safe_id(value: object) -> str | None:
+    if isinstance(value, str) and 1 <= len(value) <= 64 and value.isprintable():
+        return value
+    return None
+
+
+def _reply(event: Mapping[str, Any], deps: Dependencies, frame: _Frame) -> None:
+    """Post one frame outside a query; a vanished client is only logged."""
+    connection_id = event["requestContext"]["connectionId"]
+    if isinstance(frame, ErrorFrame):
+        logger.info("rejected message", extra={"error": frame.error, "code": frame.code})
+    try:
+        deps.management(resolve_endpoint(event, deps.settings)).post(connection_id, frame.to_json().encode())
+    except ConnectionGone:
+        deps.store.delete_connection(connection_id)
+        logger.info("client gone before the reply")
+    except PostFailed as exc:
+        logger.warning("reply not delivered", extra={"reason": str(exc)})
+
+
+def _remaining_s(context: Any) -> float:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    if getter is None:
+        return 900.0
+    return float(getter()) / 1000
+
+
+def _deadline(context: Any) -> float:
+    """A ``time.monotonic()`` deadline before Lambda would kill the invocation."""
+    remaining = _remaining_s(context)
+    margin = min(DEADLINE_MARGIN_S, remaining * 0.1)
+    return time.monotonic() + remaining - margin
