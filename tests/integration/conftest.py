@@ -1,0 +1,75 @@
+"""moto-backed AWS for handler tests: DynamoDB and the API Gateway management API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from selador.store.dynamodb import DynamoDbStore
+
+TABLE = "selador-connections-test"
+REGION = "us-west-2"
+
+
+class FakeContext:
+    """A Lambda context with a real countdown."""
+
+    function_name = "main-lambda"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:main-lambda"
+    aws_request_id = "req-1"
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        import time
+
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Aws:
+    """Handles on the mocked account."""
+
+    dynamodb: Any
+    store: DynamoDbStore
+
+    def frames(self, connection_id: str) -> list[dict[str, Any]]:
+        """Every frame posted to a connection, split out of moto's concatenated bytes."""
+        backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID][REGION]
+        conn = backend.connections.get(quote(connection_id, safe="")) or backend.connections.get(connection_id)
+        if conn is None:
+            return []
+        data = conn.data.decode() if isinstance(conn.data, bytes) else conn.data
+        decoder, frames, index = json.JSONDecoder(), [], 0
+        while index < len(data):
+            frame, index = decoder.raw_decode(data, index)
+            frames.append(frame)
+        return frames
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        store = DynamoDbStore(client, TABLE)
+        store.create_table_if_missing()
+        monkeypatch.setenv("CONNECTIONS_TABLE", TABLE)
+        yield Aws(dynamodb=client, store=store)
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()

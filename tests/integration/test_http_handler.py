@@ -1,0 +1,66 @@
+"""lambda_handler with HTTP API v2 and REST v1 events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from selador.handler import lambda_handler
+from selador.local.events import http_v2_event, rest_v1_event
+
+JSON = {"content-type": "application/json"}
+QUESTION = {"question": "How much would a $600,000 house cost per month with a mortgage?", "query_type": "financing"}
+
+
+def body_of(response: dict) -> dict:
+    return json.loads(response["body"])
+
+
+@pytest.mark.parametrize("make_event", [http_v2_event, rest_v1_event])
+def test_health(context, make_event) -> None:
+    response = lambda_handler(make_event("GET", "/health"), context)
+    assert response["statusCode"] == 200
+    assert body_of(response)["status"] == "ok"
+
+
+@pytest.mark.parametrize("make_event", [http_v2_event, rest_v1_event])
+def test_invoke_returns_the_result_data(context, make_event) -> None:
+    response = lambda_handler(make_event("POST", "/invoke", body=json.dumps(QUESTION), headers=JSON), context)
+    assert response["statusCode"] == 200, response["body"]
+    data = body_of(response)["data"]
+    assert data["success"] is True
+    assert data["query_type"] == "financing"
+    assert data["tools_used"] >= 1
+    assert data["content"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "expected"),
+    [
+        ("POST", "/invoke", json.dumps({"query_type": "zoning"}), JSON, 400, "question: is required"),
+        ("POST", "/invoke", "not json", JSON, 400, "message must be JSON"),
+        ("POST", "/invoke", "", JSON, 400, "the body is empty"),
+        ("POST", "/invoke", None, JSON, 400, "the body is empty"),
+        ("POST", "/invoke", "[1]", JSON, 400, "must be a JSON object"),
+        ("POST", "/invoke", json.dumps(QUESTION), {}, 415, "Content-Type must be application/json"),
+        ("POST", "/invoke", json.dumps(QUESTION), {"content-type": "text/plain"}, 415, "not text/plain"),
+        ("GET", "/invoke", None, {}, 405, "method not allowed on /invoke: use POST"),
+        ("DELETE", "/health", None, {}, 405, "use GET"),
+        ("GET", "/nothing-here", None, {}, 404, "no route for /nothing-here"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(context, method, path, body, headers, status, expected) -> None:
+    for make_event in (http_v2_event, rest_v1_event):
+        response = lambda_handler(make_event(method, path, body=body, headers=headers), context)
+        assert response["statusCode"] == status, (make_event.__name__, response)
+        assert expected in body_of(response)["error"]
+        assert "Traceback" not in response["body"]
+
+
+def test_cors_headers_are_present(context) -> None:
+    event = http_v2_event("GET", "/health", headers={"origin": "https://app.example"})
+    response = lambda_handler(event, context)
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    multi = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}
+    assert headers.get("access-control-allow-origin") == "*" or multi.get("access-control-allow-origin") == ["*"]
