@@ -49,6 +49,8 @@ class Settings(BaseSettings):
         function_name: The function to invoke for ``async`` runs (Lambda sets it).
         lambda_endpoint: Lambda API endpoint override (the local gateway sets it).
         requests_table: DynamoDB table for idempotent request records; empty means SQLite.
+        run_claim_ttl_seconds: How long a running request's claim lives if its run dies silently.
+        job_claim_ttl_seconds: How long a job's delivery record lives (Lambda may redeliver for 6 h).
     """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
@@ -87,6 +89,8 @@ class Settings(BaseSettings):
     function_name: str = Field(default="", validation_alias="AWS_LAMBDA_FUNCTION_NAME")
     lambda_endpoint: str = ""
     requests_table: str = ""
+    run_claim_ttl_seconds: int = Field(default=900 + 60, ge=60)
+    job_claim_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,27 +1,132 @@
-"""Asynchronous query jobs: the ``invoke`` route hands a run to an asynchronous invocation.
+"""Asynchronous query jobs: how a run outlives API Gateway's 29-second integration timeout.
 
-The job event is ``{"selador_job": {...}}``; see the reliability work for the hand-off itself.
+The ``invoke`` route validates, posts the ``accepted`` status and starts an asynchronous
+invocation of this same function (``InvocationType="Event"``) with a job event
+``{"selador_job": {...}}``; the handler recognises it and streams the run. Lambda may deliver an
+asynchronous event more than once, so each job claims a delivery record first: a second delivery of
+the same (connection, request_id) finds the claim and does nothing.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from selador.deps import Dependencies
 from selador.observability import logger
+from selador.protocol import QueryRequest
+from selador.settings import Settings
 
 
-def run_job(job: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
-    """Reject job events until the asynchronous hand-off lands; never raise.
+class Job(BaseModel):
+    """The payload of a job event.
+
+    Attributes:
+        connection_id: The connection to stream to.
+        endpoint: Its management endpoint.
+        request: The validated query.
+        next_seq: ``seq`` of the first frame the job sends (the route sent the ones before).
+    """
+
+    connection_id: str
+    endpoint: str
+    request: QueryRequest
+    next_seq: int = 2
+
+
+@functools.cache
+def _lambda_client(region: str, endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.session.Session().client(
+        "lambda", region_name=region, endpoint_url=endpoint or None, config=config
+    )
+
+
+def lambda_client(settings: Settings) -> Any:
+    """The container's Lambda client (``LAMBDA_ENDPOINT`` points it at the local gateway)."""
+    return _lambda_client(settings.aws_region, settings.lambda_endpoint)
+
+
+def hand_off(
+    deps: Dependencies, *, connection_id: str, endpoint: str, request: QueryRequest, next_seq: int
+) -> bool:
+    """Start the run as an asynchronous invocation of this function.
 
     Args:
-        job: The job payload.
+        deps: Container dependencies.
+        connection_id: The connection to stream to.
+        endpoint: Its management endpoint.
+        request: The validated query.
+        next_seq: ``seq`` of the job's first frame.
+
+    Returns:
+        ``True`` when Lambda accepted the job.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    job = Job(connection_id=connection_id, endpoint=endpoint, request=request, next_seq=next_seq)
+    client = deps.lambda_client or lambda_client(deps.settings)
+    try:
+        response = client.invoke(
+            FunctionName=deps.settings.function_name,
+            InvocationType="Event",
+            Payload=json.dumps({"selador_job": job.model_dump(mode="json")}).encode(),
+        )
+    except (ClientError, BotoCoreError):
+        logger.exception("asynchronous hand-off failed")
+        return False
+    accepted = response.get("StatusCode") == 202
+    if not accepted:
+        logger.error("asynchronous hand-off refused", extra={"status": response.get("StatusCode")})
+    return accepted
+
+
+def job_key(job: Job) -> str:
+    """The delivery record of a job: one per (connection, request_id)."""
+    return f"job#{job.connection_id}#{job.request.request_id}"
+
+
+def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Stream one handed-off query, at most once per (connection, request_id).
+
+    Args:
+        payload: The ``selador_job`` value of the event.
         context: The Lambda context.
         deps: Container dependencies.
 
     Returns:
-        A 400 answer naming the problem.
+        ``{"statusCode": 200}``, or 400 for a malformed job (never retried into a storm: the
+        function's async retries are off and the answer is not an exception).
     """
-    logger.warning("job events are not enabled in this build", extra={"job_keys": sorted(job)[:10]})
-    return {"statusCode": 400, "body": '{"error": "job events are not enabled"}'}
+    from selador.websocket.routes import run_key, stream_query
+
+    try:
+        job = Job.model_validate(payload)
+    except ValidationError as exc:
+        logger.error("malformed job", extra={"errors": exc.errors(include_url=False, include_input=False)})
+        return {"statusCode": 400, "body": '{"error": "malformed job"}'}
+    logger.append_keys(
+        connection_id=job.connection_id, request_id=job.request.request_id, query_type=job.request.query_type
+    )
+    if not deps.store.claim(job_key(job), deps.settings.job_claim_ttl_seconds):
+        logger.warning("duplicate job delivery ignored")
+        return {"statusCode": 200}
+    try:
+        stream_query(
+            deps,
+            context,
+            connection_id=job.connection_id,
+            endpoint=job.endpoint,
+            request=job.request,
+            first_seq=job.next_seq,
+        )
+    finally:
+        deps.store.release(run_key(job.connection_id, job.request.request_id))
+    return {"statusCode": 200}

@@ -111,29 +111,99 @@ def ping(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str
 
 
 def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
-    """Validate a question, acknowledge it, and stream the agent's answer."""
+    """Validate a question, acknowledge it, and stream the answer (here or in a job).
+
+    In ``async`` run mode the run is handed to an asynchronous invocation of this function and
+    the route returns in milliseconds, so API Gateway's 29-second integration timeout never fires.
+    """
     try:
         request = parse_query(decode_json(_body(event)))
     except ProtocolError as exc:
         _reply(event, deps, ErrorFrame(code="bad_request", error=str(exc), request_id=exc.request_id))
         return OK
+    connection_id = event["requestContext"]["connectionId"]
+    endpoint = resolve_endpoint(event, deps.settings)
     logger.append_keys(request_id=request.request_id, query_type=request.query_type)
     logger.debug("question", extra={"question": request.question, "context": request.context})
-    stream_query(event, context, deps, request)
+
+    running_key = run_key(connection_id, request.request_id)
+    if not deps.store.claim(running_key, deps.settings.run_claim_ttl_seconds):
+        _reply(
+            event,
+            deps,
+            ErrorFrame(
+                code="duplicate_request",
+                error=f"request_id {request.request_id!r} is already running on this connection",
+                request_id=request.request_id,
+            ),
+        )
+        return OK
+    accepted = StatusFrame(
+        stage="accepted", message="Processing your query...", request_id=request.request_id, seq=1
+    )
+    if deps.settings.run_mode == "async":
+        from selador.websocket.jobs import hand_off
+
+        try:
+            deps.management(endpoint).post(connection_id, accepted.to_json().encode())
+        except (ConnectionGone, PostFailed) as exc:
+            deps.store.release(running_key)
+            logger.info("client gone before the run started", extra={"reason": str(exc)})
+            return OK
+        if not hand_off(deps, connection_id=connection_id, endpoint=endpoint, request=request, next_seq=2):
+            deps.store.release(running_key)
+            _reply(
+                event,
+                deps,
+                ErrorFrame(
+                    code="internal_error",
+                    error="The query could not be started; please try again",
+                    request_id=request.request_id,
+                    seq=2,
+                ),
+            )
+        return OK
+    try:
+        stream_query(
+            deps,
+            context,
+            connection_id=connection_id,
+            endpoint=endpoint,
+            request=request,
+            preamble=[accepted.model_copy(update={"request_id": None, "seq": None})],
+        )
+    finally:
+        deps.store.release(running_key)
     return OK
 
 
-def stream_query(event: Mapping[str, Any], context: Any, deps: Dependencies, request: QueryRequest) -> None:
-    """Run one query in this invocation, streaming its frames to the event's connection.
+def run_key(connection_id: str, request_id: str) -> str:
+    """The claim that marks a request as running on a connection."""
+    return f"run#{connection_id}#{request_id}"
+
+
+def stream_query(
+    deps: Dependencies,
+    context: Any,
+    *,
+    connection_id: str,
+    endpoint: str,
+    request: QueryRequest,
+    preamble: list[_Frame] | None = None,
+    first_seq: int = 1,
+) -> None:
+    """Run one query in this invocation, streaming its frames to a connection.
 
     Args:
-        event: The WebSocket event the query arrived in.
-        context: The Lambda context (for the remaining time).
         deps: Container dependencies.
+        context: The Lambda context (for the remaining time).
+        connection_id: Where the frames go.
+        endpoint: The management endpoint of that connection's API.
         request: The validated query.
+        preamble: Frames to send before the run's own (the ``accepted`` status when inline).
+        first_seq: ``seq`` of the first frame this invocation sends.
     """
-    connection_id = event["requestContext"]["connectionId"]
-    api = deps.management(resolve_endpoint(event, deps.settings))
+    api = deps.management(endpoint)
     settings = deps.settings
 
     def on_gone() -> None:
@@ -147,8 +217,10 @@ def stream_query(event: Mapping[str, Any], context: Any, deps: Dependencies, req
         flush_max_ms=settings.stream_flush_max_ms,
         max_chars=settings.stream_max_frame_chars,
         on_gone=on_gone,
+        first_seq=first_seq,
     )
-    sender.send(StatusFrame(stage="accepted", message="Processing your query..."))
+    for frame in preamble or ():
+        sender.send(frame)
     deadline = _deadline(context)
     try:
         from selador.agents.orchestrator import run_query

@@ -1,0 +1,91 @@
+"""RUN_MODE=async: the invoke route hands the run to a job; jobs run at most once."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from botocore.stub import ANY, Stubber
+
+from selador.deps import Dependencies, use_dependencies
+from selador.handler import lambda_handler
+from selador.local.events import message_event, new_connection_id
+from selador.settings import get_settings
+
+
+def _deps_with_lambda(monkeypatch, captured: list[bytes], status: int = 202):
+    monkeypatch.setenv("RUN_MODE", "async")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
+    client = boto3.client("lambda", region_name="us-west-2")
+    stub = Stubber(client)
+    stub.add_response(
+        "invoke",
+        {"StatusCode": status},
+        {"FunctionName": "main-lambda", "InvocationType": "Event", "Payload": ANY},
+    )
+    stub.activate()
+    # Capture the job payload the route sends, as Lambda would receive it.
+    original = client.invoke
+
+    def invoke(**kwargs):
+        captured.append(kwargs["Payload"])
+        return original(**kwargs)
+
+    client.invoke = invoke
+    return Dependencies(settings=get_settings(), lambda_client=client), stub
+
+
+def test_route_hands_off_and_the_job_streams_once(aws, context, monkeypatch) -> None:
+    captured: list[bytes] = []
+    deps, stub = _deps_with_lambda(monkeypatch, captured)
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "q-a"})
+    with use_dependencies(deps):
+        assert lambda_handler(message_event(body, connection_id=conn), context)["statusCode"] == 200
+        stub.assert_no_pending_responses()
+        # The route itself sent only the accepted status.
+        assert [(f["type"], f["seq"]) for f in aws.frames(conn)] == [("status", 1)]
+
+        job_event = json.loads(captured[0])
+        assert job_event["selador_job"]["connection_id"] == conn
+        assert job_event["selador_job"]["request"]["request_id"] == "q-a"
+
+        assert lambda_handler(job_event, context)["statusCode"] == 200
+        after_first = aws.frames(conn)
+        assert lambda_handler(job_event, context)["statusCode"] == 200  # Lambda redelivers
+        after_second = aws.frames(conn)
+
+    assert after_first == after_second  # the duplicate delivery ran nothing
+    assert [f["seq"] for f in after_first] == list(range(1, len(after_first) + 1))
+    assert after_first[-1]["type"] == "result"
+    assert sum(1 for f in after_first if f["type"] in ("result", "error")) == 1
+
+
+def test_refused_hand_off_ends_with_an_error_frame(aws, context, monkeypatch) -> None:
+    deps, _ = _deps_with_lambda(monkeypatch, [], status=500)
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "q-b"})
+    with use_dependencies(deps):
+        lambda_handler(message_event(body, connection_id=conn), context)
+    frames = aws.frames(conn)
+    assert [f["type"] for f in frames] == ["status", "error"]
+    assert frames[1]["seq"] == 2 and frames[1]["request_id"] == "q-b"
+
+
+def test_duplicate_request_id_while_running_is_rejected(aws, context, monkeypatch) -> None:
+    captured: list[bytes] = []
+    deps, _ = _deps_with_lambda(monkeypatch, captured)
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "dup-1"})
+    with use_dependencies(deps):
+        lambda_handler(message_event(body, connection_id=conn), context)  # running (job not yet run)
+        lambda_handler(message_event(body, connection_id=conn, route_key="invoke"), context)
+    frames = aws.frames(conn)
+    assert frames[-1]["type"] == "error"
+    assert frames[-1]["code"] == "duplicate_request"
+    assert "'dup-1' is already running" in frames[-1]["error"]
+
+
+def test_malformed_job_is_a_clean_400(context) -> None:
+    response = lambda_handler({"selador_job": {"connection_id": "x"}}, context)
+    assert response["statusCode"] == 400
