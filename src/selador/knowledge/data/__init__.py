@@ -1,0 +1,1 @@
+"""Data tables bundled with the knowledge package (data only)."""

@@ -1,0 +1,1 @@
+"""Markdown documents bundled with the local knowledge base (data only)."""
