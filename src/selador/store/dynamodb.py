@@ -1,0 +1,280 @@
+"""DynamoDB connection store: one table, string partition key ``pk``, TTL attribute ``expires_at``.
+
+Item layout:
+
+* ``conn#<connection id>``: one attribute per :class:`ConnectionRecord` field (``principal`` omitted
+  when ``None``, ``attributes`` a map of strings).
+* ``claim#<key>``: ``expires_at`` only.
+* ``ctr#<key>``: ``v`` (the count) and ``expires_at``.
+
+DynamoDB's TTL sweeper deletes expired items lazily (often within minutes, sometimes days later), so
+every read and every conditional write here compares ``expires_at`` with the clock itself. An item
+is expired when ``expires_at <= now``, the same rule as the SQLite store.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from selador.store.base import ConnectionRecord, ConnectionStore
+
+_CONN = "conn#"
+_CLAIM = "claim#"
+_COUNTER = "ctr#"
+
+_CONDITIONAL_FAILED = "ConditionalCheckFailedException"
+
+# Rounds of "update, else reset" increment() tries before giving up; each lost round means another
+# writer made progress, so running out takes pathological contention.
+_INCREMENT_ROUNDS = 8
+
+_STRING_FIELDS = ("domain_name", "stage", "api_id", "source_ip", "user_agent")
+
+
+def _expiry(now: float, ttl_seconds: int) -> int:
+    """Whole epoch seconds, rounded up: TTL wants integers and a TTL is never cut short."""
+    if ttl_seconds <= 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    return math.ceil(now + ttl_seconds)
+
+
+def _number(value: float) -> dict[str, str]:
+    if not math.isfinite(value):
+        raise ValueError(f"DynamoDB numbers must be finite, got {value}")
+    return {"N": repr(int(value)) if float(value).is_integer() else repr(float(value))}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == _CONDITIONAL_FAILED)
+
+
+def record_to_item(record: ConnectionRecord) -> dict[str, Any]:
+    """The DynamoDB item (low-level attribute-value form) for a connection record.
+
+    Args:
+        record: The record.
+
+    Returns:
+        The item, keyed ``conn#<connection id>``.
+    """
+    item: dict[str, Any] = {
+        "pk": {"S": _CONN + record.connection_id},
+        "connection_id": {"S": record.connection_id},
+        "connected_at": _number(record.connected_at),
+        "expires_at": _number(record.expires_at),
+        "attributes": {"M": {k: {"S": v} for k, v in record.attributes.items()}},
+    }
+    for name in _STRING_FIELDS:
+        item[name] = {"S": getattr(record, name)}
+    if record.principal is not None:
+        item["principal"] = {"S": record.principal}
+    return item
+
+
+def record_from_item(item: dict[str, Any]) -> ConnectionRecord:
+    """Parse an item written by :func:`record_to_item`.
+
+    Args:
+        item: The item in attribute-value form.
+
+    Returns:
+        The record.
+    """
+    return ConnectionRecord(
+        connection_id=item["connection_id"]["S"],
+        connected_at=float(item["connected_at"]["N"]),
+        expires_at=int(float(item["expires_at"]["N"])),
+        principal=item["principal"]["S"] if "principal" in item else None,
+        attributes={k: v["S"] for k, v in item.get("attributes", {}).get("M", {}).items()},
+        **{name: item[name]["S"] for name in _STRING_FIELDS if name in item},
+    )
+
+
+def _expires_at(item: dict[str, Any]) -> float:
+    return float(item["expires_at"]["N"]) if "expires_at" in item else math.inf
+
+
+class DynamoDbStore(ConnectionStore):
+    """A :class:`ConnectionStore` in one DynamoDB table.
+
+    Args:
+        client: A boto3 DynamoDB *client* (thread-safe; shared by all invocations of the container).
+        table_name: The table; partition key ``pk`` (string), TTL on ``expires_at``.
+        now: Clock returning epoch seconds; tests inject a fake one.
+    """
+
+    def __init__(self, client: Any, table_name: str, *, now: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self.table_name = table_name
+        self._now = now
+
+    def create_table_if_missing(self) -> bool:
+        """Create the table (on-demand, ``pk`` HASH) with TTL on ``expires_at``, for tests and local use.
+
+        Deployed stacks create the table in their template; this is for moto, DynamoDB Local and
+        ad-hoc accounts. Safe to race: a concurrent creator's table is accepted.
+
+        Returns:
+            ``True`` when this call created the table.
+        """
+        client = self._client
+        created = False
+        try:
+            client.describe_table(TableName=self.table_name)
+        except client.exceptions.ResourceNotFoundException:
+            try:
+                client.create_table(
+                    TableName=self.table_name,
+                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+            except client.exceptions.ResourceInUseException:
+                pass
+            client.get_waiter("table_exists").wait(
+                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+        ttl = client.describe_time_to_live(TableName=self.table_name)["TimeToLiveDescription"]
+        # Enabling twice is a ValidationException, hence the check; ENABLING counts as done.
+        if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            client.update_time_to_live(
+                TableName=self.table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+        return created
+
+    def put_connection(self, record: ConnectionRecord) -> None:
+        """Create or replace a connection record.
+
+        Args:
+            record: The record; its ``expires_at`` doubles as the item's TTL.
+        """
+        self._client.put_item(TableName=self.table_name, Item=record_to_item(record))
+
+    def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        """Read a connection record (strongly consistent: a message can follow $connect at once).
+
+        Args:
+            connection_id: API Gateway's connection id.
+
+        Returns:
+            The record, or ``None`` when absent or expired.
+        """
+        item = self._client.get_item(
+            TableName=self.table_name, Key={"pk": {"S": _CONN + connection_id}}, ConsistentRead=True
+        ).get("Item")
+        if not item or _expires_at(item) <= self._now():
+            return None
+        return record_from_item(item)
+
+    def delete_connection(self, connection_id: str) -> bool:
+        """Delete a connection record.
+
+        Args:
+            connection_id: API Gateway's connection id.
+
+        Returns:
+            ``True`` when an unexpired record existed (an expired one is deleted too, silently).
+        """
+        old = self._client.delete_item(
+            TableName=self.table_name, Key={"pk": {"S": _CONN + connection_id}}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return bool(old) and _expires_at(old) > self._now()
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        """Atomically create ``key`` if absent or expired (a conditional ``PutItem``).
+
+        Args:
+            key: The claim's name.
+            ttl_seconds: How long the claim holds (positive).
+
+        Returns:
+            ``True`` for the first caller, ``False`` while an unexpired claim exists.
+
+        Raises:
+            ValueError: ``ttl_seconds`` is not positive.
+        """
+        now = self._now()
+        try:
+            self._client.put_item(
+                TableName=self.table_name,
+                Item={"pk": {"S": _CLAIM + key}, "expires_at": _number(_expiry(now, ttl_seconds))},
+                ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
+                ExpressionAttributeNames={"#e": "expires_at"},
+                ExpressionAttributeValues={":now": _number(now)},
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release(self, key: str) -> None:
+        """Remove a claim (no error when absent).
+
+        Args:
+            key: The claim's name.
+        """
+        self._client.delete_item(TableName=self.table_name, Key={"pk": {"S": _CLAIM + key}})
+
+    def increment(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
+        """Atomically add to a counter that expires ``ttl_seconds`` after its creation.
+
+        Args:
+            key: The counter's name.
+            ttl_seconds: The counter's window (positive); later increments do not extend it.
+            amount: What to add.
+
+        Returns:
+            The counter's value after the increment (an expired counter restarts at ``amount``).
+
+        Raises:
+            ValueError: ``ttl_seconds`` is not positive.
+            RuntimeError: Contention kept every round from landing (not expected in practice).
+        """
+        pk = {"S": _COUNTER + key}
+        for _ in range(_INCREMENT_ROUNDS):
+            now = self._now()
+            expires_at = _number(_expiry(now, ttl_seconds))
+            # A plain ADD would keep counting on an item the TTL sweeper has not removed yet, so the
+            # window would never restart. The update therefore only applies to a missing or live
+            # counter (creating it with a fresh window); an expired one fails the condition and is
+            # replaced by a put conditioned on it *still* being expired (or gone), so among racing
+            # resetters exactly one wins and the others loop back to add to the fresh counter.
+            try:
+                answer = self._client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": pk},
+                    UpdateExpression="SET #e = if_not_exists(#e, :exp) ADD #v :amt",
+                    ConditionExpression="attribute_not_exists(pk) OR #e > :now",
+                    ExpressionAttributeNames={"#v": "v", "#e": "expires_at"},
+                    ExpressionAttributeValues={
+                        ":amt": {"N": str(amount)},
+                        ":exp": expires_at,
+                        ":now": _number(now),
+                    },
+                    ReturnValues="ALL_NEW",  # UPDATED_NEW omits v when amount is 0
+                )
+                return int(answer["Attributes"]["v"]["N"])
+            except ClientError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+            try:
+                self._client.put_item(
+                    TableName=self.table_name,
+                    Item={"pk": pk, "v": {"N": str(amount)}, "expires_at": expires_at},
+                    ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
+                    ExpressionAttributeNames={"#e": "expires_at"},
+                    ExpressionAttributeValues={":now": _number(now)},
+                )
+                return amount
+            except ClientError as exc:
+                if not _is_conditional_failure(exc):
+                    raise
+        raise RuntimeError(f"increment of {key!r} lost {_INCREMENT_ROUNDS} rounds of contention")

@@ -1,0 +1,284 @@
+"""SQLite connection store for local runs and the fallback when no DynamoDB table is configured."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from selador.store.base import ConnectionRecord, ConnectionStore
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS connections (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS connections_expires_at ON connections (expires_at)",
+    """
+    CREATE TABLE IF NOT EXISTS kv (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at)",
+)
+
+# Claims and counters share the kv table; the prefixes keep ``claim("x")`` and ``increment("x")``
+# apart, the same way the DynamoDB store's ``claim#`` / ``ctr#`` partition keys do.
+_CLAIM_PREFIX = "claim#"
+_COUNTER_PREFIX = "ctr#"
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ConnectionRecord))
+
+
+def _expiry(now: float, ttl_seconds: int) -> int:
+    """Whole epoch seconds, rounded up, so both stores agree on boundaries and a TTL is never cut short."""
+    if ttl_seconds <= 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+    return math.ceil(now + ttl_seconds)
+
+
+def record_to_json(record: ConnectionRecord) -> str:
+    """Serialise a record to the JSON stored in the ``connections`` table.
+
+    Args:
+        record: The record.
+
+    Returns:
+        A JSON object with one member per :class:`ConnectionRecord` field.
+    """
+    return json.dumps(dataclasses.asdict(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def record_from_json(text: str) -> ConnectionRecord:
+    """Parse JSON written by :func:`record_to_json`.
+
+    Members the running code does not know are dropped, so a file written by a newer version (sharing
+    the file with an older local gateway) still reads.
+
+    Args:
+        text: The stored JSON.
+
+    Returns:
+        The record.
+    """
+    data: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in _RECORD_FIELDS}
+    data["connected_at"] = float(data["connected_at"])
+    data["expires_at"] = int(data["expires_at"])
+    data["attributes"] = {str(k): str(v) for k, v in (data.get("attributes") or {}).items()}
+    return ConnectionRecord(**data)
+
+
+class SqliteStore(ConnectionStore):
+    """A :class:`ConnectionStore` in one SQLite file (or ``:memory:``).
+
+    One connection is shared by all threads behind a lock (the local gateway runs invocations in
+    threads). Every mutation is a single ``INSERT ... ON CONFLICT`` statement, or a ``BEGIN IMMEDIATE``
+    transaction, so claims and counters stay atomic when several processes share the file; WAL mode
+    lets readers proceed while a writer holds the lock, and ``busy_timeout`` makes writers wait their
+    turn instead of failing.
+
+    A row whose ``expires_at`` is at or before ``now()`` is treated as absent. Expired rows are
+    deleted by :meth:`purge_expired`, which runs when the store opens.
+
+    Args:
+        path: Database file, created (with its parent directory) when missing; ``":memory:"`` for a
+            private in-memory database.
+        now: Clock returning epoch seconds; tests inject a fake one.
+        busy_timeout_ms: How long a write waits for another process's write lock before failing.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        now: Callable[[], float] = time.time,
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        self.path = path
+        self._now = now
+        self._lock = threading.Lock()
+        if path != ":memory:" and not path.startswith("file:"):
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+        # isolation_level=None: the sqlite3 module must not open transactions behind our back; the
+        # statements below choose their own (autocommit single statements or BEGIN IMMEDIATE).
+        # ``timeout`` is SQLite's busy timeout: a write blocked by another process's lock retries
+        # for that long instead of failing at once with "database is locked".
+        self._conn = sqlite3.connect(
+            path,
+            timeout=busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=path.startswith("file:"),
+        )
+        try:
+            # WAL persists in the file; ":memory:" answers "memory", which is fine.
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable against process crashes in WAL mode; a power loss may drop the last
+            # transactions, acceptable for connection bookkeeping that expires anyway.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+            self.purge_expired()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _transaction(self) -> _ImmediateTransaction:
+        return _ImmediateTransaction(self._conn)
+
+    def close(self) -> None:
+        """Close the database connection; the store is unusable afterwards."""
+        with self._lock:
+            self._conn.close()
+
+    def purge_expired(self) -> int:
+        """Delete expired rows.
+
+        Returns:
+            How many rows were deleted.
+        """
+        now = self._now()
+        with self._lock, self._transaction():
+            deleted = self._conn.execute("DELETE FROM connections WHERE expires_at <= ?", (now,)).rowcount
+            deleted += self._conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,)).rowcount
+        return deleted
+
+    def put_connection(self, record: ConnectionRecord) -> None:
+        """Create or replace a connection record.
+
+        Args:
+            record: The record; its ``expires_at`` decides when it stops being visible.
+        """
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO connections (id, data, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                (record.connection_id, record_to_json(record), record.expires_at),
+            )
+
+    def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        """Read a connection record.
+
+        Args:
+            connection_id: API Gateway's connection id.
+
+        Returns:
+            The record, or ``None`` when absent or expired.
+        """
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT data FROM connections WHERE id = ? AND expires_at > ?",
+                (connection_id, self._now()),
+            ).fetchone()
+        return None if row is None else record_from_json(row[0])
+
+    def delete_connection(self, connection_id: str) -> bool:
+        """Delete a connection record.
+
+        Args:
+            connection_id: API Gateway's connection id.
+
+        Returns:
+            ``True`` when an unexpired record existed (an expired one is deleted too, silently).
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "DELETE FROM connections WHERE id = ? RETURNING expires_at", (connection_id,)
+            ).fetchall()
+        return bool(rows) and rows[0][0] > self._now()
+
+    def claim(self, key: str, ttl_seconds: int) -> bool:
+        """Atomically create ``key`` if absent or expired.
+
+        Args:
+            key: The claim's name.
+            ttl_seconds: How long the claim holds (positive).
+
+        Returns:
+            ``True`` for the first caller, ``False`` while an unexpired claim exists.
+
+        Raises:
+            ValueError: ``ttl_seconds`` is not positive.
+        """
+        now = self._now()
+        expires_at = _expiry(now, ttl_seconds)
+        with self._lock:
+            # The DO UPDATE only fires over an expired claim; over a live one the statement changes
+            # nothing and RETURNING yields no row. One statement, so atomic across processes.
+            # fetchall, never fetchone, after RETURNING: the autocommit transaction (and the file's
+            # write lock) ends only when the statement has been stepped to completion.
+            rows = self._conn.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, 1, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = 1, expires_at = excluded.expires_at "
+                "WHERE kv.expires_at <= ? RETURNING 1",
+                (_CLAIM_PREFIX + key, expires_at, now),
+            ).fetchall()
+        return bool(rows)
+
+    def release(self, key: str) -> None:
+        """Remove a claim (no error when absent).
+
+        Args:
+            key: The claim's name.
+        """
+        with self._lock:
+            self._conn.execute("DELETE FROM kv WHERE key = ?", (_CLAIM_PREFIX + key,))
+
+    def increment(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
+        """Atomically add to a counter that expires ``ttl_seconds`` after its creation.
+
+        Args:
+            key: The counter's name.
+            ttl_seconds: The counter's window (positive); later increments do not extend it.
+            amount: What to add.
+
+        Returns:
+            The counter's value after the increment (an expired counter restarts at ``amount``).
+
+        Raises:
+            ValueError: ``ttl_seconds`` is not positive.
+        """
+        now = self._now()
+        expires_at = _expiry(now, ttl_seconds)
+        with self._lock:
+            rows = self._conn.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (:key, :amount, :exp) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "value = CASE WHEN kv.expires_at <= :now THEN excluded.value "
+                "ELSE kv.value + excluded.value END, "
+                "expires_at = CASE WHEN kv.expires_at <= :now THEN excluded.expires_at "
+                "ELSE kv.expires_at END "
+                "RETURNING value",
+                {"key": _COUNTER_PREFIX + key, "amount": amount, "exp": expires_at, "now": now},
+            ).fetchall()
+        return int(rows[0][0])
+
+
+class _ImmediateTransaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection.
+
+    IMMEDIATE takes the write lock up front, so a multi-statement change never fails half-way with
+    SQLITE_BUSY on lock upgrade; the busy timeout covers waiting for it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")

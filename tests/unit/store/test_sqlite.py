@@ -1,0 +1,188 @@
+"""SQLite-specific behaviour: a file shared by instances, threads and processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from selador.store.base import ConnectionRecord
+from selador.store.sqlite import SqliteStore, record_from_json, record_to_json
+
+from .conftest import T0, FakeClock
+from .test_contract import record, run_concurrently
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "shared.sqlite3")
+
+
+def test_two_instances_on_one_file_share_everything(path: str, clock: FakeClock) -> None:
+    a = SqliteStore(path, now=clock)
+    b = SqliteStore(path, now=clock)
+    a.put_connection(record("x="))
+    assert b.get_connection("x=") == record("x=")
+    assert b.delete_connection("x=") is True
+    assert a.get_connection("x=") is None
+
+    assert a.claim("k", 60) is True
+    assert b.claim("k", 60) is False
+    b.release("k")
+    assert a.claim("k", 60) is True
+
+    assert a.increment("n", 60) == 1
+    assert b.increment("n", 60) == 2
+    assert a.increment("n", 60) == 3
+
+
+def test_claim_is_atomic_across_instances_and_threads(path: str) -> None:
+    stores = [SqliteStore(path) for _ in range(4)]
+    for round_ in range(5):
+        key = f"k{round_}"
+        results = run_concurrently(8, lambda i: stores[i % 4].claim(key, 60))  # noqa: B023 - pool joins first
+        assert results.count(True) == 1, results
+
+
+def test_increments_across_instances_and_threads(path: str) -> None:
+    stores = [SqliteStore(path) for _ in range(2)]
+    seen = run_concurrently(8, lambda i: [stores[i % 2].increment("n", 600) for _ in range(25)])
+    assert sorted(v for values in seen for v in values) == list(range(1, 201))
+
+
+_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from selador.store.sqlite import SqliteStore
+
+    path, start = sys.argv[1], float(sys.argv[2])
+    store = SqliteStore(path)
+    while time.time() < start:
+        time.sleep(0.001)
+    won = store.claim("once", 600)
+    values = [store.increment("hits", 600) for _ in range(50)]
+    print(int(won), *values)
+    """
+)
+
+
+def test_claim_and_increment_are_atomic_across_processes(path: str) -> None:
+    SqliteStore(path).close()  # create the schema up front; the workers race on data, not DDL
+    start = time.time() + 1.0  # every worker imported and connected before anyone writes
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, path, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        outputs.append([int(v) for v in out.split()])
+    assert sum(o[0] for o in outputs) == 1
+    assert sorted(v for o in outputs for v in o[1:]) == list(range(1, 201))
+
+
+def test_writer_waits_for_another_connections_lock(path: str) -> None:
+    store = SqliteStore(path, busy_timeout_ms=5000)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    began = time.monotonic()
+    try:
+        assert store.claim("k", 60) is True
+    finally:
+        timer.join()
+        other.close()
+    assert time.monotonic() - began >= 0.25
+
+
+def test_writer_gives_up_after_busy_timeout(path: str) -> None:
+    store = SqliteStore(path, busy_timeout_ms=100)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.claim("k", 60)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.claim("k", 60) is True
+
+
+def test_file_is_in_wal_mode(path: str) -> None:
+    SqliteStore(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_memory_stores_are_private(clock: FakeClock) -> None:
+    a = SqliteStore(":memory:", now=clock)
+    b = SqliteStore(":memory:", now=clock)
+    a.put_connection(record("m"))
+    assert a.get_connection("m") == record("m")
+    assert b.get_connection("m") is None
+    assert a.claim("k", 10) is True
+    assert b.claim("k", 10) is True
+
+
+def test_missing_parent_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "store.sqlite3"
+    SqliteStore(str(path)).put_connection(record("p"))
+    assert path.exists()
+
+
+def test_purge_expired_deletes_only_expired_rows(path: str, clock: FakeClock) -> None:
+    store = SqliteStore(path, now=clock)
+    store.put_connection(record("old", expires_at=int(T0) + 10))
+    store.put_connection(record("new", expires_at=int(T0) + 1000))
+    store.claim("old-claim", 10)
+    store.claim("new-claim", 1000)
+    store.increment("old-counter", 10)
+    clock.advance(10)
+    assert store.purge_expired() == 3
+    assert store.purge_expired() == 0
+    with sqlite3.connect(path) as conn:
+        assert {r[0] for r in conn.execute("SELECT id FROM connections")} == {"new"}
+        assert {r[0] for r in conn.execute("SELECT key FROM kv")} == {"claim#new-claim"}
+
+
+def test_opening_purges_expired_rows(path: str, clock: FakeClock) -> None:
+    SqliteStore(path, now=clock).put_connection(record("old", expires_at=int(T0) + 10))
+    clock.advance(10)
+    SqliteStore(path, now=clock)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM connections").fetchone()[0] == 0
+
+
+def test_json_ignores_fields_it_does_not_know() -> None:
+    original = record("fwd")
+    data = json.loads(record_to_json(original))
+    data["added_in_a_later_version"] = 1
+    assert record_from_json(json.dumps(data)) == original
+
+
+def test_json_round_trip_is_exact() -> None:
+    original = ConnectionRecord(
+        connection_id="ü=", connected_at=T0 + 0.1, expires_at=int(T0), principal=None, attributes={"k": "v"}
+    )
+    assert record_from_json(record_to_json(original)) == original
+
+
+def test_closed_store_refuses_work(path: str) -> None:
+    store = SqliteStore(path)
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.claim("k", 10)
