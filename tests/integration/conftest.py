@@ -49,7 +49,9 @@ class Aws:
     def frames(self, connection_id: str) -> list[dict[str, Any]]:
         """Every frame posted to a connection, split out of moto's concatenated bytes."""
         backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID][REGION]
-        conn = backend.connections.get(quote(connection_id, safe="")) or backend.connections.get(connection_id)
+        conn = backend.connections.get(quote(connection_id, safe="")) or backend.connections.get(
+            connection_id
+        )
         if conn is None:
             return []
         data = conn.data.decode() if isinstance(conn.data, bytes) else conn.data

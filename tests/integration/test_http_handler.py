@@ -10,7 +10,10 @@ from selador.handler import lambda_handler
 from selador.local.events import http_v2_event, rest_v1_event
 
 JSON = {"content-type": "application/json"}
-QUESTION = {"question": "How much would a $600,000 house cost per month with a mortgage?", "query_type": "financing"}
+QUESTION = {
+    "question": "How much would a $600,000 house cost per month with a mortgage?",
+    "query_type": "financing",
+}
 
 
 def body_of(response: dict) -> dict:
@@ -50,7 +53,9 @@ def test_invoke_returns_the_result_data(context, make_event) -> None:
         ("GET", "/nothing-here", None, {}, 404, "no route for /nothing-here"),
     ],
 )
-def test_bad_requests_get_a_4xx_naming_the_problem(context, method, path, body, headers, status, expected) -> None:
+def test_bad_requests_get_a_4xx_naming_the_problem(
+    context, method, path, body, headers, status, expected
+) -> None:
     for make_event in (http_v2_event, rest_v1_event):
         response = lambda_handler(make_event(method, path, body=body, headers=headers), context)
         assert response["statusCode"] == status, (make_event.__name__, response)
@@ -63,4 +68,6 @@ def test_cors_headers_are_present(context) -> None:
     response = lambda_handler(event, context)
     headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
     multi = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}
-    assert headers.get("access-control-allow-origin") == "*" or multi.get("access-control-allow-origin") == ["*"]
+    assert headers.get("access-control-allow-origin") == "*" or multi.get("access-control-allow-origin") == [
+        "*"
+    ]

@@ -98,14 +98,26 @@ def test_every_query_type_ends_in_one_result(aws, context, query_type) -> None:
         ('{"action": "invoke", "question": ""}', "question: must not be empty"),
         ('{"action": "invoke", "question": "   "}', "question: must not be empty or only whitespace"),
         ('{"action": "invoke", "question": 42}', "question: must be a string, not a number"),
-        (json.dumps({"action": "invoke", "question": "q" * 4001}), "question: must be at most 4000 characters"),
-        ('{"action": "invoke", "question": "hi", "context": ["x"]}', "context: must be a string, not an array"),
+        (
+            json.dumps({"action": "invoke", "question": "q" * 4001}),
+            "question: must be at most 4000 characters",
+        ),
+        (
+            '{"action": "invoke", "question": "hi", "context": ["x"]}',
+            "context: must be a string, not an array",
+        ),
         (
             '{"action": "invoke", "question": "hi", "query_type": "weather"}',
             "query_type: must be one of general, zoning, building_codes, permits, financing",
         ),
-        ('{"action": "invoke", "question": "hi", "request_id": "' + "x" * 65 + '"}', "request_id: must be 1 to 64"),
-        ('{"action": "invoke", "question": "hi", "request_id": "a\\u0000b"}', "request_id: must contain printable"),
+        (
+            '{"action": "invoke", "question": "hi", "request_id": "' + "x" * 65 + '"}',
+            "request_id: must be 1 to 64",
+        ),
+        (
+            '{"action": "invoke", "question": "hi", "request_id": "a\\u0000b"}',
+            "request_id: must contain printable",
+        ),
     ],
 )
 def test_invalid_invoke_answers_one_error_frame(aws, context, body, expected) -> None:
@@ -180,7 +192,9 @@ def test_gone_stops_the_run_and_deletes_only_the_stale_connection(aws, context) 
     lambda_handler(connect_event(connection_id=conn), context)
     lambda_handler(connect_event(connection_id=other), context)
 
-    client = boto3.client("apigatewaymanagementapi", endpoint_url="https://x.execute-api.us-west-2.amazonaws.com/p")
+    client = boto3.client(
+        "apigatewaymanagementapi", endpoint_url="https://x.execute-api.us-west-2.amazonaws.com/p"
+    )
     stub = Stubber(client)
     stub.add_response("post_to_connection", {})  # accepted status
     stub.add_response("post_to_connection", {})  # routed status
