@@ -181,6 +181,7 @@ class _FrameTracker:
             return
         self.tool_ids.add(tool_use_id)
         self.steps += 1
+        logger.debug("agent step %d: tool %s (%s)", self.steps, name, tool_use_id)
         self.sink.send(
             StatusFrame(
                 stage="tool", tool=name, step=self.steps, message=f"Calling {name} (step {self.steps})"
@@ -208,6 +209,11 @@ class _FrameTracker:
                 if "toolUse" in block:
                     self._tool(block["toolUse"].get("toolUseId"), block["toolUse"].get("name"))
             text = message_text(cast("Message", message))
+            logger.debug(
+                "agent message completed: %d content block(s), %d chars of text",
+                len(message.get("content", [])),
+                len(text or ""),
+            )
             if text and not self.suppress_messages:
                 self.last_text = text
                 self.sink.send(MessageFrame(content=text))
