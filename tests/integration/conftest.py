@@ -24,7 +24,7 @@ class FakeContext:
     """A Lambda context with a real countdown."""
 
     function_name = "main-lambda"
-    memory_limit_in_mb = 1024
+    memory_limit_in_mb = "1024"
     invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:main-lambda"
     aws_request_id = "req-1"
 

@@ -1,0 +1,662 @@
+"""``selador serve``: the local API Gateway on one port, configured from ``template.yaml``.
+
+The template gives the handler, timeout, memory, environment, WebSocket routes, HTTP routes and
+stage, so the gateway cannot drift from what SAM deploys; flags override it. Before the handler is
+imported, the environment is set the way Lambda would set it, then pointed at this gateway:
+template environment, then the local overrides (offline model, bundled knowledge base, SQLite
+store, the management and Lambda endpoints of this gateway), then ``--env``.
+
+Ctrl-C closes every connection with 1001 (API Gateway's "Going away"), runs their
+``$disconnect`` invocations and exits without a traceback; a second Ctrl-C forces the exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import CloseCode, Frame
+
+from selador.local.gateway import (
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    ROUTE_SELECTION_EXPRESSION,
+    STATS_PATH,
+    Gateway,
+    GatewayOptions,
+)
+from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
+from selador.local.template import FunctionConfig, TemplateError, load_template, load_yaml
+from selador.settings import SettingsError, load_settings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 3001
+LOCAL_REGION = "us-west-2"
+LAMBDA_DEFAULT_ASYNC_RETRIES = 2
+
+log = logging.getLogger("selador.gateway")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running gateway answers.
+
+    Attributes:
+        host: Bound address.
+        port: Bound port.
+        stage: WebSocket stage.
+    """
+
+    host: str
+    port: int
+    stage: str
+
+    @property
+    def base(self) -> str:
+        """``http://host:port`` (IPv6 addresses bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return "ws" + self.base[4:] + f"/{self.stage}"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP API routes."""
+        return self.base
+
+    @property
+    def management_endpoint(self) -> str:
+        """``WEBSOCKET_MANAGEMENT_ENDPOINT`` for the handler's boto3 client."""
+        return f"{self.base}/{self.stage}"
+
+    @property
+    def lambda_endpoint(self) -> str:
+        """``LAMBDA_ENDPOINT`` for the handler's boto3 Lambda client."""
+        return self.base
+
+
+# ---------------------------------------------------------------------------------- environment
+
+
+def local_overrides(endpoints: Endpoints, *, function_name: str, sqlite_path: str) -> dict[str, str]:
+    """The variables that point the handler at this machine instead of AWS.
+
+    Args:
+        endpoints: The gateway's addresses.
+        function_name: ``AWS_LAMBDA_FUNCTION_NAME``.
+        sqlite_path: The connection store file for this gateway run.
+
+    Returns:
+        Variable name to value, applied over the template's environment.
+    """
+    return {
+        "MODEL_PROVIDER": "local",
+        "KNOWLEDGE_BASE_ID": "",
+        "CONNECTIONS_TABLE": "",
+        "REQUESTS_TABLE": "",
+        "SQLITE_PATH": sqlite_path,
+        "WEBSOCKET_MANAGEMENT_ENDPOINT": endpoints.management_endpoint,
+        "LAMBDA_ENDPOINT": endpoints.lambda_endpoint,
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_REGION": LOCAL_REGION,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+    }
+
+
+def build_environment(
+    template_env: Mapping[str, str],
+    overrides: Mapping[str, str],
+    cli_env: Mapping[str, str],
+    *,
+    memory_size: int,
+    inherited: Mapping[str, str],
+) -> dict[str, str]:
+    """The handler's environment: template, then local overrides, then ``--env``.
+
+    Lambda's own variables (memory, version, log group) are added, and dummy credentials when the
+    shell has none: boto3 signs every request, even to a local endpoint.
+
+    Args:
+        template_env: The function's resolved ``Environment.Variables``.
+        overrides: :func:`local_overrides`.
+        cli_env: ``--env KEY=VALUE`` pairs (win over everything).
+        memory_size: The function's memory in MB.
+        inherited: The current process environment (for the credentials check).
+
+    Returns:
+        Every variable to set.
+    """
+    env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_size), "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"}
+    has_credentials = bool(inherited.get("AWS_ACCESS_KEY_ID") or inherited.get("AWS_PROFILE"))
+    if not has_credentials:
+        env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    env |= dict(template_env)
+    env |= dict(overrides)
+    env |= dict(cli_env)
+    env.setdefault("AWS_LAMBDA_LOG_GROUP_NAME", f"/aws/lambda/{env.get('AWS_LAMBDA_FUNCTION_NAME', '')}")
+    return env
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"selador serve: {flag} expects KEY=VALUE, got {pair!r}")
+        result[name] = value
+    return result
+
+
+def _async_retries(template_path: str, logical_id: str) -> int:
+    """``EventInvokeConfig.MaximumRetryAttempts`` of the function, or Lambda's default (2)."""
+    try:
+        resource = load_yaml(template_path)["Resources"][logical_id]
+        value = resource["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"]
+    except (KeyError, TypeError):
+        return LAMBDA_DEFAULT_ASYNC_RETRIES
+    return value if isinstance(value, int) and 0 <= value <= 2 else LAMBDA_DEFAULT_ASYNC_RETRIES
+
+
+# ---------------------------------------------------------------------------------- server
+
+
+def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtocol]:
+    """The WebSocket protocol of uvicorn, closing with 1009 on a frame over ``max_frame_bytes``.
+
+    API Gateway limits frames to 32 KiB as well as messages to 128 KiB; ASGI only sees whole
+    messages, so the frame check sits in the protocol, where frames are still visible.
+
+    Args:
+        max_frame_bytes: Largest frame payload accepted.
+
+    Returns:
+        A protocol class for ``uvicorn.Config(ws=...)``.
+    """
+
+    class FrameLimitedProtocol(WebSocketsSansIOProtocol):
+        def _too_big(self, event: Frame) -> bool:
+            if len(event.data) <= max_frame_bytes:
+                return False
+            if not self.close_sent:
+                self.conn.fail(
+                    CloseCode.MESSAGE_TOO_BIG,
+                    f"frame of {len(event.data)} bytes exceeds the {max_frame_bytes}-byte limit",
+                )
+                self.handle_parser_exception()
+            return True
+
+        def handle_text(self, event: Frame) -> None:
+            if not self._too_big(event):
+                super().handle_text(event)
+
+        def handle_bytes(self, event: Frame) -> None:
+            if not self._too_big(event):
+                super().handle_bytes(event)
+
+        def handle_cont(self, event: Frame) -> None:
+            if not self._too_big(event):
+                super().handle_cont(event)
+
+    return FrameLimitedProtocol
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server with API Gateway's shutdown: every connection closed with 1001 first.
+
+    Args:
+        config: uvicorn configuration.
+        gateway: The gateway whose connections to close.
+        on_ready: Called once the socket accepts connections.
+    """
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, on_ready: Any = None) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+        self._on_ready = on_ready
+        self._drained = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start the gateway's timers and listen, then announce readiness."""
+        self.gateway.start()
+        await super().startup(sockets)
+        if self.started and self._on_ready is not None:
+            self._on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening and the gateway's timers."""
+        await super().shutdown(sockets)
+        self.gateway.stop()
+
+    async def on_tick(self, counter: int) -> bool:
+        """Run one of uvicorn's ticks; on the way out, close connections before uvicorn does (with 1012)."""
+        should_exit = await super().on_tick(counter)
+        if should_exit and not self._drained:
+            self._drained = True
+            open_connections = sum(1 for c in self.gateway.connections.values() if c.state == "open")
+            if open_connections:
+                log.info("closing %d connection(s) with 1001", open_connections)
+            await self.gateway.close_all(1001, "Going away", timeout=5.0)
+            # Runs still going post into closed connections: let them meet their 410 and end
+            # while the server still answers, instead of meeting a refused connection.
+            if self.gateway.runtime.running and not self.force_exit:
+                log.info("waiting for %d running invocation(s)", self.gateway.runtime.running)
+                await self.gateway.drain(timeout=5.0)
+        return should_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Begin a graceful stop; a second Ctrl-C forces it.
+
+        The signal is deliberately not recorded: uvicorn re-raises recorded signals after
+        shutting down, and a re-raised SIGINT ends in a KeyboardInterrupt traceback.
+        """
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen now, so the real port is known (``port=0``) before the handler is loaded.
+
+    Args:
+        host: Address to bind.
+        port: Port, or 0 for any free one.
+
+    Returns:
+        The listening socket.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(
+    gateway: Gateway, *, max_frame_bytes: int = MAX_FRAME_BYTES, on_ready: Any = None
+) -> GatewayServer:
+    """A uvicorn server for the gateway with API Gateway's WebSocket limits.
+
+    Args:
+        gateway: The gateway.
+        max_frame_bytes: Frame limit (0 disables it).
+        on_ready: Called once listening.
+
+    Returns:
+        The server; run it with ``server.run(sockets=[bind_socket(...)])``.
+    """
+    config = uvicorn.Config(
+        gateway.app,
+        ws=frame_limited_protocol(max_frame_bytes) if max_frame_bytes else "websockets-sansio",
+        ws_max_size=gateway.options.max_message_bytes,
+        # API Gateway negotiates no compression and sends no protocol pings of its own.
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        # The gateway's timers start and stop with the server itself (see GatewayServer): a
+        # lifespan task would be cancelled by a forced stop and logged with a traceback.
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return GatewayServer(config, gateway, on_ready)
+
+
+@dataclass
+class RunningGateway:
+    """A gateway serving on a background thread (see :func:`serve_in_thread`).
+
+    Attributes:
+        gateway: The gateway (its ``stats()``, ``connections``, ``runtime``).
+        endpoints: Where it answers.
+        server: The uvicorn server.
+    """
+
+    gateway: Gateway
+    endpoints: Endpoints
+    server: GatewayServer
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    gateway: Gateway,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    max_frame_bytes: int = MAX_FRAME_BYTES,
+    startup_timeout: float = 10.0,
+) -> Iterator[RunningGateway]:
+    """Serve a gateway on a background thread for the duration of a ``with`` block (tests, embedding).
+
+    The handler runs in this process, so the caller owns its environment. To run the real
+    handler against its own environment, start ``selador serve`` as a subprocess instead
+    (``tests/e2e/conftest.py`` does).
+
+    Args:
+        gateway: The gateway to serve.
+        host: Address to bind.
+        port: Port (0: a free one).
+        max_frame_bytes: Frame limit (0 disables it).
+        startup_timeout: Seconds to wait for the server to listen.
+
+    Yields:
+        The running gateway.
+
+    Raises:
+        RuntimeError: when the server does not start in time.
+    """
+    sock = bind_socket(host, port)
+    ready = threading.Event()
+    server = build_server(gateway, max_frame_bytes=max_frame_bytes, on_ready=ready.set)
+    endpoints = Endpoints(host, sock.getsockname()[1], gateway.options.stage)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="selador-gateway", daemon=True
+    )
+    thread.start()
+    try:
+        if not ready.wait(startup_timeout):
+            raise RuntimeError("the gateway did not start")
+        yield RunningGateway(gateway, endpoints, server)
+    finally:
+        server.should_exit = True
+        thread.join(startup_timeout + 10)
+        sock.close()
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selador serve",
+        description="Local API Gateway: WebSocket API, @connections, HTTP API and Lambda Invoke API "
+        "on one port, driven by template.yaml.",
+    )
+    add = parser.add_argument
+    add("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
+    add("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one (default %(default)s)")
+    add("--stage", help="WebSocket stage (default: the template's)")
+    add("--template", default="template.yaml", help="SAM template (default %(default)s)")
+    add("--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter override")
+    add("--handler", help="module.function to run instead of the template's Handler")
+    add("--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable, wins over all")
+    add(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="invocations at once (default %(default)s)",
+    )
+    add(
+        "--integration-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="emulate API Gateway's 29 s (off by default)",
+    )
+    add("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="default %(default)s")
+    add(
+        "--max-connection-duration", type=float, default=7200.0, metavar="SECONDS", help="default %(default)s"
+    )
+    add("--max-frame-bytes", type=int, default=MAX_FRAME_BYTES, help="inbound frame limit, 0 = off")
+    add("--inject-429", type=float, default=0.0, metavar="RATE", help="fraction of posts answered 429")
+    add("--client-buffer-bytes", type=int, default=1024 * 1024, help="unsent bytes per connection before 429")
+    add("--async-retries", type=int, help="retries of failed Event invocations (default: the template's)")
+    add("--async-retry-delay", type=float, default=1.0, metavar="SECONDS", help="default %(default)s")
+    add("--async-duplicates", type=float, default=0.0, metavar="RATE", help="fraction delivered twice")
+    add("--drop-disconnect", type=float, default=0.0, metavar="RATE", help="fraction of $disconnect skipped")
+    add(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="gateway log level"
+    )
+    return parser
+
+
+def _rate(value: float, flag: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise SystemExit(f"selador serve: {flag} must be between 0 and 1")
+    return value
+
+
+def _shown(value: str) -> str:
+    return value if value else "''"
+
+
+def _banner(
+    endpoints: Endpoints,
+    *,
+    template_path: str,
+    function: FunctionConfig,
+    handler: str,
+    function_name: str,
+    options: GatewayOptions,
+    concurrency: int,
+    max_frame_bytes: int,
+    applied: Mapping[str, str],
+    cli_env: Mapping[str, str],
+    unresolved: list[str],
+) -> str:
+    settings = load_settings()
+    if settings.provider == "local":
+        model = "offline responder (MODEL_PROVIDER=local)"
+    else:
+        model = f"Bedrock {settings.bedrock_model_id}"
+    if settings.knowledge_base_id:
+        knowledge = f"Bedrock Knowledge Base {settings.knowledge_base_id}"
+    else:
+        knowledge = "bundled local knowledge base (KNOWLEDGE_BASE_ID empty)"
+    timeout = f"{options.integration_timeout:g} s" if options.integration_timeout else "off"
+    frame = f"{max_frame_bytes // 1024} KiB" if max_frame_bytes else "off"
+    routes = ", ".join(f"{m} {p}" for m, p in options.http_routes) or "none"
+    store = (
+        f"DynamoDB {settings.connections_table}"
+        if settings.connections_table
+        else f"SQLite {settings.sqlite_path}"
+    )
+    overrides = ", ".join(f"{k}={_shown(v)}" for k, v in applied.items() if k not in cli_env)
+    lines = [
+        f"Selador local API Gateway ({template_path}: {function.logical_id}, {function.runtime}, "
+        f"timeout {function.timeout} s, {function.memory_size} MB)",
+        f"  WebSocket   {endpoints.ws_url}   (also {endpoints.ws_url.rsplit('/', 1)[0]}/)",
+        f"  HTTP        {endpoints.http_url}   {routes}",
+        f"  Management  {endpoints.management_endpoint}/@connections/{{connectionId}}",
+        f"  Lambda      {endpoints.lambda_endpoint}/2015-03-31/functions/{function_name}/invocations",
+        f"  Stats       {endpoints.base}{STATS_PATH}",
+        f"  Handler     {handler}",
+        f"  Model       {model}",
+        f"  Knowledge   {knowledge}",
+        f"  Store       {store}",
+        f"  Routes      {', '.join(options.websocket_route_keys)} (selection {ROUTE_SELECTION_EXPRESSION})",
+        f"  Limits      message {options.max_message_bytes // 1024} KiB, frame {frame}, idle "
+        f"{options.idle_timeout:g} s, connection {options.max_connection_duration:g} s, integration "
+        f"timeout {timeout}, concurrency {concurrency}, async retries {options.async_retries}",
+        f"  Overrides   {overrides}",
+    ]
+    if cli_env:
+        lines.append("  --env       " + ", ".join(f"{k}={_shown(v)}" for k, v in cli_env.items()))
+    unset = [name for name in unresolved if name not in applied and name not in cli_env]
+    if unset:
+        lines.append("  Unset       " + ", ".join(unset) + " (the template's value needs a deployment)")
+    if options.inject_429 or options.async_duplicate_rate or options.disconnect_drop_rate:
+        lines.append(
+            f"  Faults      429 rate {options.inject_429:g}, async duplicates "
+            f"{options.async_duplicate_rate:g}, dropped $disconnect {options.disconnect_drop_rate:g}"
+        )
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def _configure_logging(level: str) -> None:
+    # Plain lines on stderr, apart from the handler's own logs: "selador.gateway" would otherwise
+    # propagate into the handler's Powertools "selador" logger and come out as its JSON.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s gateway %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    uvicorn_errors.addHandler(handler)
+    uvicorn_errors.setLevel(logging.WARNING)
+    uvicorn_errors.addFilter(_drop_cancellations)
+
+
+def _drop_cancellations(record: logging.LogRecord) -> bool:
+    # A forced stop (second Ctrl-C) cancels the lifespan and connection tasks, which uvicorn logs
+    # with a traceback each; they are the intended outcome, not errors.
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the gateway until Ctrl-C.
+
+    Args:
+        argv: Arguments after ``serve``.
+
+    Returns:
+        The exit status: 0 after a clean stop, 1 when the handler cannot be loaded, 2 on a
+        configuration error.
+    """
+    args = _parser().parse_args(argv)
+    _configure_logging(args.log_level)
+    cli_env = _key_values(args.env, "--env")
+    try:
+        template = load_template(args.template, _key_values(args.parameter, "--parameter") or None)
+    except TemplateError as exc:
+        print(f"selador serve: {exc}", file=sys.stderr)
+        return 2
+    if template.route_selection_expression not in ("", ROUTE_SELECTION_EXPRESSION):
+        print(
+            f"selador serve: route selection {template.route_selection_expression!r} is not supported "
+            f"(only {ROUTE_SELECTION_EXPRESSION})",
+            file=sys.stderr,
+        )
+        return 2
+    function = template.function
+    # The Invoke API must answer to the name the handler's hand-off will use.
+    function_name = cli_env.get("AWS_LAMBDA_FUNCTION_NAME") or function.logical_id
+    stage = args.stage or template.stage_name
+    options = GatewayOptions(
+        stage=stage,
+        websocket_route_keys=template.websocket_route_keys,
+        http_routes=template.http_routes,
+        function_name=function_name,
+        region=LOCAL_REGION,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        idle_timeout=args.idle_timeout,
+        max_connection_duration=args.max_connection_duration,
+        integration_timeout=args.integration_timeout or None,
+        inject_429=_rate(args.inject_429, "--inject-429"),
+        client_buffer_bytes=args.client_buffer_bytes,
+        async_retries=(
+            args.async_retries
+            if args.async_retries is not None
+            else _async_retries(args.template, function_name)
+        ),
+        async_retry_delay=args.async_retry_delay,
+        async_duplicate_rate=_rate(args.async_duplicates, "--async-duplicates"),
+        disconnect_drop_rate=_rate(args.drop_disconnect, "--drop-disconnect"),
+    )
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"selador serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2
+    endpoints = Endpoints(args.host, sock.getsockname()[1], stage)
+    workdir = tempfile.mkdtemp(prefix="selador-gateway-")
+    try:
+        overrides = local_overrides(
+            endpoints, function_name=function_name, sqlite_path=str(Path(workdir) / "selador.sqlite3")
+        )
+        env = build_environment(
+            function.environment, overrides, cli_env, memory_size=function.memory_size, inherited=os.environ
+        )
+        os.environ.update(env)
+        handler_spec = args.handler or function.handler
+        try:
+            handler = load_handler(handler_spec)
+            banner = _banner(
+                endpoints,
+                template_path=args.template,
+                function=function,
+                handler=handler_spec,
+                function_name=function_name,
+                options=options,
+                concurrency=args.concurrency,
+                max_frame_bytes=args.max_frame_bytes,
+                applied=overrides,
+                cli_env=cli_env,
+                unresolved=list(function.unresolved_environment),
+            )
+        except HandlerLoadError as exc:
+            cause = exc.__cause__
+            if cause is not None and not isinstance(cause, ModuleNotFoundError):
+                # The module itself failed while importing: its traceback is the useful part.
+                traceback.print_exception(cause)
+            print(f"selador serve: {exc}", file=sys.stderr)
+            return 1
+        except SettingsError as exc:
+            print(f"selador serve: {exc}", file=sys.stderr)
+            return 2
+        runtime = LambdaRuntime(
+            handler,
+            function_name=function_name,
+            timeout=function.timeout,
+            memory_size=function.memory_size,
+            region=LOCAL_REGION,
+            concurrency=args.concurrency,
+        )
+        gateway = Gateway(runtime, options)
+        server = build_server(
+            gateway, max_frame_bytes=args.max_frame_bytes, on_ready=lambda: print(banner, flush=True)
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        _finish(runtime, workdir)
+        return 0
+    finally:
+        sock.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _finish(runtime: LambdaRuntime, workdir: str, grace: float = 3.0) -> None:
+    """Let running invocations end briefly; then leave without waiting for their threads."""
+    runtime.shutdown()
+    deadline = time.monotonic() + grace
+    while runtime.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if runtime.running:
+        # Worker threads cannot be killed and the interpreter would wait for them at exit.
+        print(
+            f"selador serve: abandoning {runtime.running} running invocation(s)", file=sys.stderr, flush=True
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+        sys.stdout.flush()
+        os._exit(0)
+    print("Stopped.", flush=True)
