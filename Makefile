@@ -48,7 +48,7 @@ bench: install
 	$(BIN)/python -m bench
 
 fuzz: install
-	SELADOR_FUZZ_EXAMPLES=10000 $(BIN)/pytest -q tests/unit/test_fuzz.py -p no:randomly
+	SELADOR_FUZZ_EXAMPLES=10000 SELADOR_FUZZ_SEED=random $(BIN)/pytest -q tests/unit/test_fuzz.py -p no:randomly --timeout 900 --hypothesis-show-statistics
 
 soak: install
 	$(BIN)/python -m bench.soak

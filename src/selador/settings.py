@@ -8,8 +8,11 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_HS256_SECRET_BYTES = 32
+"""RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits)."""
 
 
 class SettingsError(RuntimeError):
@@ -48,9 +51,21 @@ class Settings(BaseSettings):
             asynchronous invocation of the same function.
         function_name: The function to invoke for ``async`` runs (Lambda sets it).
         lambda_endpoint: Lambda API endpoint override (the local gateway sets it).
-        requests_table: DynamoDB table for idempotent request records; empty means SQLite.
         run_claim_ttl_seconds: How long a running request's claim lives if its run dies silently.
         job_claim_ttl_seconds: How long a job's delivery record lives (Lambda may redeliver for 6 h).
+        auth_mode: ``none`` (anyone may connect) or ``jwt`` (``$connect`` and ``POST /invoke`` need
+            a valid JWT).
+        auth_jwks_url: JWKS of the token issuer (Cognito:
+            ``https://cognito-idp.{region}.amazonaws.com/{poolId}/.well-known/jwks.json``).
+        auth_issuer: Required ``iss`` claim (checked whenever set; required with a JWKS URL).
+        auth_audience: Required ``aud`` claim, or ``client_id`` when the token has no ``aud``
+            (Cognito access tokens); checked whenever set, required with a JWKS URL.
+        auth_hs256_secret: Shared HS256 secret for local use (``selador token`` signs with it);
+            used only when no JWKS URL is set.
+        limit_concurrent_per_connection: Queries running at once on one connection (0: no limit).
+        limit_queries_per_minute: Queries one connection may start per calendar minute (0: no limit).
+        limit_daily_queries_per_principal: Queries one authenticated principal may start per UTC day
+            (0: no limit; anonymous connections have no principal and no budget).
     """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
@@ -88,14 +103,48 @@ class Settings(BaseSettings):
     run_mode: Literal["inline", "async"] = "inline"
     function_name: str = Field(default="", validation_alias="AWS_LAMBDA_FUNCTION_NAME")
     lambda_endpoint: str = ""
-    requests_table: str = ""
     run_claim_ttl_seconds: int = Field(default=900 + 60, ge=60)
     job_claim_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
+    auth_mode: Literal["none", "jwt"] = "none"
+    auth_jwks_url: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    # SecretStr: the secret never appears in a repr, a validation error or a log line.
+    auth_hs256_secret: SecretStr = SecretStr("")
+
+    limit_concurrent_per_connection: int = Field(default=3, ge=0, le=1000)
+    limit_queries_per_minute: int = Field(default=20, ge=0, le=100_000)
+    limit_daily_queries_per_principal: int = Field(default=500, ge=0, le=10_000_000)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("auth_mode", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> Settings:
+        # Fail at start, not at the first handshake: jwt mode with nothing to verify against would
+        # refuse everyone, and a JWKS without issuer and audience would accept any token the
+        # issuer ever signed for any application.
+        secret = self.auth_hs256_secret.get_secret_value()
+        if secret and len(secret.encode()) < MIN_HS256_SECRET_BYTES:
+            raise ValueError(f"AUTH_HS256_SECRET must be at least {MIN_HS256_SECRET_BYTES} bytes")
+        if self.auth_mode != "jwt":
+            return self
+        if not (self.auth_jwks_url or secret):
+            raise ValueError("AUTH_MODE=jwt needs AUTH_JWKS_URL or AUTH_HS256_SECRET")
+        if self.auth_jwks_url:
+            if not self.auth_jwks_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+                raise ValueError("AUTH_JWKS_URL must be https:// (plain http only on loopback)")
+            if not (self.auth_issuer and self.auth_audience):
+                raise ValueError("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE")
+        return self
 
     @model_validator(mode="after")
     def _default_provider(self) -> Settings:

@@ -23,9 +23,12 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
 from selador import __version__
+from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import get_dependencies
+from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
-from selador.protocol import ProtocolError, decode_json, parse_query
+from selador.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_json, parse_query
+from selador.settings import Settings
 
 router = Router()
 
@@ -35,20 +38,25 @@ ROUTE_METHODS: dict[str, tuple[str, ...]] = {"/invoke": ("POST",), "/health": ("
 _ERROR_STATUS = {
     "bad_request": HTTPStatus.BAD_REQUEST,
     "timeout": HTTPStatus.GATEWAY_TIMEOUT,
-    "model_throttled": HTTPStatus.SERVICE_UNAVAILABLE,
+    "throttled": HTTPStatus.SERVICE_UNAVAILABLE,
+    "too_long": HTTPStatus.UNPROCESSABLE_ENTITY,
     "model_error": HTTPStatus.BAD_GATEWAY,
     "knowledge_base_error": HTTPStatus.BAD_GATEWAY,
     "cancelled": HTTPStatus.SERVICE_UNAVAILABLE,
+    "rate_limited": HTTPStatus.TOO_MANY_REQUESTS,
 }
 
 
 class HttpError(Exception):
-    """A client-facing failure with its status and a safe message."""
+    """A client-facing failure with its status, a safe message and optional headers."""
 
-    def __init__(self, status: HTTPStatus, message: str, code: str) -> None:
+    def __init__(
+        self, status: HTTPStatus, message: str, code: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.headers = headers
 
 
 def _error(
@@ -73,6 +81,9 @@ def health() -> dict[str, Any]:
 def invoke() -> Response[str]:
     """Run a question to completion and answer with the ``result`` frame's data."""
     event = router.current_event
+    deps = get_dependencies()
+    # Before anything else, so an anonymous caller learns nothing about the endpoint.
+    principal = _authenticate(event.raw_event, deps.settings)
     content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get("Content-Type")
     if not content_type:
         raise HttpError(
@@ -85,17 +96,40 @@ def invoke() -> Response[str]:
             "bad_request",
         )
     body: str | bytes | None = event.decoded_body if event.is_base64_encoded else event.body
+    if body is not None and len(body) > MAX_MESSAGE_BYTES:
+        # The HTTP API accepts 10 MB; the WebSocket API's 128 KiB is the protocol's message limit.
+        raise HttpError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the body must be at most {MAX_MESSAGE_BYTES} bytes",
+            "bad_request",
+        )
     try:
         request = parse_query(decode_json(body))
     except ProtocolError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, str(exc), "bad_request") from None
     logger.append_keys(request_id=request.request_id, query_type=request.query_type)
+    logger.debug("question", extra={"question": request.question, "context": request.context})
+
+    limits = Limits(deps.store, deps.settings) if principal else None
+    admission = None
+    if limits is not None and principal is not None:
+        # No connection on this path: the principal is the scope of every limit.
+        outcome = limits.admit(f"user:{principal}", principal)
+        if isinstance(outcome, LimitExceeded):
+            logger.info("query refused by a limit", extra={"limit": outcome.limit, "principal": principal})
+            headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
+            raise HttpError(HTTPStatus.TOO_MANY_REQUESTS, outcome.message, "rate_limited", headers)
+        admission = outcome
 
     from selador.agents.orchestrator import run_query
     from selador.sink import CollectingSink
 
     sink = CollectingSink(request.request_id)
-    result = run_query(request, sink, settings=get_dependencies().settings)
+    try:
+        result = run_query(request, sink, settings=deps.settings)
+    finally:
+        if limits is not None:
+            limits.finish(admission)
     terminal = sink.terminal
     if result is None:
         code = getattr(terminal, "code", None) or "internal_error"
@@ -110,13 +144,32 @@ def invoke() -> Response[str]:
     )
 
 
+def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | None:
+    """The caller's principal; with ``AUTH_MODE=jwt`` a valid bearer token is required.
+
+    The template's JWT authorizer already checked the token in AWS; checking again here costs
+    microseconds (keys are cached) and is what protects the API behind the local gateway, or behind
+    an API deployed without the authorizer.
+    """
+    try:
+        principal = authenticate(raw_event, settings, allow_query=False)
+    except AuthError as exc:
+        challenge = "Bearer" if exc.status == HTTPStatus.UNAUTHORIZED else 'Bearer error="invalid_token"'
+        code = {401: "unauthorized", 403: "forbidden"}.get(exc.status.value, "unavailable")
+        raise HttpError(exc.status, exc.reason, code, {"WWW-Authenticate": challenge}) from None
+    if principal is not None:
+        logger.info("authenticated", extra={"principal": principal.subject})
+        return principal.subject
+    return authorizer_principal(raw_event)
+
+
 def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     app.include_router(router)
 
     @app.exception_handler(HttpError)
     def _http_error(exc: HttpError) -> Response[str]:
         logger.info("request rejected", extra={"status": exc.status.value, "error": str(exc)})
-        return _error(exc.status, str(exc), exc.code)
+        return _error(exc.status, str(exc), exc.code, exc.headers)
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:

@@ -21,10 +21,13 @@ DEFAULT_STAGE = "production"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_ACCOUNT = "123456789012"
 _ID_ALPHABET = string.ascii_letters + string.digits
+# OS entropy, not the global generator: tests that seed ``random`` (Hypothesis does, per example)
+# must still get distinct connection ids, as API Gateway's are, or per-connection state collides.
+_IDS = random.SystemRandom()
 
 
 def _random_id(length: int, alphabet: str = _ID_ALPHABET) -> str:
-    return "".join(random.choices(alphabet, k=length))
+    return "".join(_IDS.choices(alphabet, k=length))
 
 
 def new_connection_id() -> str:

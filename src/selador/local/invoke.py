@@ -44,7 +44,6 @@ MAX_PAYLOAD_BYTES = 128 * 1024
 OFFLINE_DEFAULTS: dict[str, str] = {
     "MODEL_PROVIDER": "local",
     "CONNECTIONS_TABLE": "",
-    "REQUESTS_TABLE": "",
     "KNOWLEDGE_BASE_ID": "",
     "RUN_MODE": "inline",
 }

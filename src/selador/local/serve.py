@@ -114,7 +114,6 @@ def local_overrides(endpoints: Endpoints, *, function_name: str, sqlite_path: st
         "MODEL_PROVIDER": "local",
         "KNOWLEDGE_BASE_ID": "",
         "CONNECTIONS_TABLE": "",
-        "REQUESTS_TABLE": "",
         "SQLITE_PATH": sqlite_path,
         "WEBSOCKET_MANAGEMENT_ENDPOINT": endpoints.management_endpoint,
         "LAMBDA_ENDPOINT": endpoints.lambda_endpoint,

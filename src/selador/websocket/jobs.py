@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from selador.deps import Dependencies
+from selador.limits import release_slot
 from selador.observability import logger
 from selador.protocol import QueryRequest
 from selador.settings import Settings
@@ -30,12 +31,14 @@ class Job(BaseModel):
         endpoint: Its management endpoint.
         request: The validated query.
         next_seq: ``seq`` of the first frame the job sends (the route sent the ones before).
+        slot: The concurrency-limit claim the route took for this run; the job releases it.
     """
 
     connection_id: str
     endpoint: str
     request: QueryRequest
     next_seq: int = 2
+    slot: str | None = None
 
 
 @functools.cache
@@ -55,7 +58,13 @@ def lambda_client(settings: Settings) -> Any:
 
 
 def hand_off(
-    deps: Dependencies, *, connection_id: str, endpoint: str, request: QueryRequest, next_seq: int
+    deps: Dependencies,
+    *,
+    connection_id: str,
+    endpoint: str,
+    request: QueryRequest,
+    next_seq: int,
+    slot: str | None = None,
 ) -> bool:
     """Start the run as an asynchronous invocation of this function.
 
@@ -65,13 +74,14 @@ def hand_off(
         endpoint: Its management endpoint.
         request: The validated query.
         next_seq: ``seq`` of the job's first frame.
+        slot: The concurrency slot the run holds (released by the job).
 
     Returns:
         ``True`` when Lambda accepted the job.
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    job = Job(connection_id=connection_id, endpoint=endpoint, request=request, next_seq=next_seq)
+    job = Job(connection_id=connection_id, endpoint=endpoint, request=request, next_seq=next_seq, slot=slot)
     client = deps.lambda_client or lambda_client(deps.settings)
     try:
         response = client.invoke(
@@ -116,6 +126,8 @@ def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dic
         connection_id=job.connection_id, request_id=job.request.request_id, query_type=job.request.query_type
     )
     if not deps.store.claim(job_key(job), deps.settings.job_claim_ttl_seconds):
+        # The first delivery owns the run claim and the slot; releasing them here would let a
+        # duplicate free what a running job still holds.
         logger.warning("duplicate job delivery ignored")
         return {"statusCode": 200}
     try:
@@ -129,4 +141,5 @@ def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dic
         )
     finally:
         deps.store.release(run_key(job.connection_id, job.request.request_id))
+        release_slot(deps.store, job.slot)
     return {"statusCode": 200}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import random
 import threading
 import time
@@ -45,14 +44,14 @@ def resolve_endpoint(event: Mapping[str, Any], settings: Settings) -> str:
 
 
 class ManagementApi:
-    """PostToConnection / DeleteConnection with our own bounded 429 retry.
+    """PostToConnection / DeleteConnection with our own bounded retry (429, connection errors).
 
     botocore's own retries are switched off on the client (``total_max_attempts=1``) so that one
     policy, with jitter and a hard bound, decides; 410 is never retried.
 
     Args:
         client: A boto3 ``apigatewaymanagementapi`` client.
-        max_attempts: Attempts per frame on 429 before giving up.
+        max_attempts: Attempts per frame on 429 or a connection error before giving up.
         base_delay: First backoff in seconds (doubles per attempt, full jitter).
         max_delay: Cap of one backoff in seconds.
         sleep: Injected for tests.
@@ -73,15 +72,22 @@ class ManagementApi:
         self.max_delay = max_delay
         self._sleep = sleep
         self.throttled = 0
+        self.connection_retries = 0
 
     def post(self, connection_id: str, data: bytes) -> None:
         """Deliver one message.
 
         Raises:
             ConnectionGone: on 410.
-            PostFailed: on 429 after ``max_attempts``, or any other failure.
+            PostFailed: on 429 or a connection error after ``max_attempts``, or any other failure.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+        )
 
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -94,13 +100,26 @@ class ManagementApi:
                     raise ConnectionGone(connection_id) from None
                 if (code == "LimitExceededException" or status == 429) and attempt < self.max_attempts:
                     self.throttled += 1
-                    delay = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-                    self._sleep(delay)
+                    self._backoff(attempt)
                     continue
                 raise PostFailed(f"{code or status} after {attempt} attempt(s)") from exc
+            except (ConnectionClosedError, EndpointConnectionError, ConnectTimeoutError) as exc:
+                # The request never reached the endpoint (a pooled keep-alive connection the server
+                # had closed, or no connection at all): botocore would retry these itself, but its
+                # retries are off, and one such error must not end a stream whose client is there.
+                if attempt < self.max_attempts:
+                    self.connection_retries += 1
+                    self._backoff(attempt)
+                    continue
+                raise PostFailed(f"{type(exc).__name__} after {attempt} attempt(s)") from exc
             except BotoCoreError as exc:
+                # Read timeouts and the rest: the frame may have been delivered, so no retry.
                 raise PostFailed(type(exc).__name__) from exc
         raise PostFailed("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _backoff(self, attempt: int) -> None:
+        """Sleep before attempt ``attempt + 1``: full jitter, doubling, capped."""
+        self._sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1))))
 
     def delete(self, connection_id: str) -> bool:
         """Close a connection; ``False`` when it was already gone."""
@@ -116,26 +135,41 @@ class ManagementApi:
 
 
 _client_lock = threading.Lock()
+_clients: dict[tuple[str, str, float, float], Any] = {}
 
 
-@functools.cache
 def _client(endpoint: str, region: str, connect_timeout: float, read_timeout: float) -> Any:
+    """The container's management client for one endpoint, built exactly once.
+
+    Not ``functools.cache``: concurrent first calls would all miss and each build a client, one at
+    a time behind the creation lock. In the local gateway hundreds of invocations start together
+    and the last ones waited tens of seconds for their first frame; checking again under the lock
+    builds one client and lets every other caller reuse it.
+    """
+    key = (endpoint, region, connect_timeout, read_timeout)
+    client = _clients.get(key)
+    if client is not None:
+        return client
     # boto3 is imported here, not at module level, so routes that never post stay light.
     import boto3
     from botocore.config import Config
 
-    config = Config(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"total_max_attempts": 1},
-        # Streams of small frames to one host: keep connections open and allow concurrency.
-        max_pool_connections=50,
-        tcp_keepalive=True,
-    )
     with _client_lock:  # boto3's default session is not thread-safe while creating clients
-        return boto3.session.Session().client(
-            "apigatewaymanagementapi", endpoint_url=endpoint, region_name=region, config=config
-        )
+        client = _clients.get(key)
+        if client is None:
+            config = Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"total_max_attempts": 1},
+                # Streams of small frames to one host: keep connections open and allow concurrency.
+                max_pool_connections=50,
+                tcp_keepalive=True,
+            )
+            client = boto3.session.Session().client(
+                "apigatewaymanagementapi", endpoint_url=endpoint, region_name=region, config=config
+            )
+            _clients[key] = client
+    return client
 
 
 def management_api_for(endpoint: str, settings: Settings) -> ManagementApi:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import Dependencies
+from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
 from selador.protocol import (
     ACTIONS,
@@ -31,6 +34,7 @@ from selador.websocket.management import ConnectionGone, PostFailed, resolve_end
 from selador.websocket.sender import FrameSender
 
 OK: dict[str, Any] = {"statusCode": 200}
+_AUTH_CODES = {401: "unauthorized", 403: "forbidden", 503: "unavailable"}
 DEADLINE_MARGIN_S = 5.0
 """Seconds kept back from Lambda's deadline to send the timeout frame and flush."""
 
@@ -38,8 +42,20 @@ Route = Callable[[Mapping[str, Any], Any, Dependencies], dict[str, Any]]
 
 
 def connect(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
-    """Record the connection; a non-2xx answer would reject the handshake."""
+    """Authenticate and record the connection; a non-2xx answer rejects the handshake.
+
+    With ``AUTH_MODE=jwt`` a missing token answers 401 and an invalid one 403, before anything is
+    stored: no record means no later route can act for the connection.
+    """
     ctx = event["requestContext"]
+    try:
+        principal = authenticate(event, deps.settings, allow_query=True)
+    except AuthError as exc:
+        logger.warning("connection refused", extra={"status": exc.status.value, "reason": exc.reason})
+        return {
+            "statusCode": exc.status.value,
+            "body": json.dumps({"error": exc.reason, "code": _AUTH_CODES.get(exc.status.value, "forbidden")}),
+        }
     identity = ctx.get("identity") or {}
     connected_at = ctx.get("connectedAt") or int(time.time() * 1000)
     record = ConnectionRecord(
@@ -51,9 +67,10 @@ def connect(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[
         api_id=ctx.get("apiId", ""),
         source_ip=identity.get("sourceIp") or "",
         user_agent=identity.get("userAgent") or "",
+        principal=principal.subject if principal else None,
     )
     deps.store.put_connection(record)
-    logger.info("connected", extra={"source_ip": record.source_ip})
+    logger.info("connected", extra={"source_ip": record.source_ip, "principal": record.principal})
     return OK
 
 
@@ -124,10 +141,37 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
     connection_id = event["requestContext"]["connectionId"]
     endpoint = resolve_endpoint(event, deps.settings)
     logger.append_keys(request_id=request.request_id, query_type=request.query_type)
+    # The question is user content: DEBUG only, never at INFO.
     logger.debug("question", extra={"question": request.question, "context": request.context})
+
+    principal = connection_principal(event, deps)
+    if deps.settings.auth_mode == "jwt" and principal is None:
+        # $connect stores the principal of every authenticated connection; none means the record
+        # expired or was never written, so nothing vouches for this connection any more.
+        _reply(
+            event,
+            deps,
+            ErrorFrame(
+                code="unauthorized",
+                error="this connection is not authenticated; reconnect with a token",
+                request_id=request.request_id,
+            ),
+        )
+        return OK
+    limits = Limits(deps.store, deps.settings)
+    admission = limits.admit(connection_id, principal)
+    if isinstance(admission, LimitExceeded):
+        logger.info("query refused by a limit", extra={"limit": admission.limit, "principal": principal})
+        _reply(
+            event,
+            deps,
+            ErrorFrame(code="rate_limited", error=admission.message, request_id=request.request_id),
+        )
+        return OK
 
     running_key = run_key(connection_id, request.request_id)
     if not deps.store.claim(running_key, deps.settings.run_claim_ttl_seconds):
+        limits.finish(admission)
         _reply(
             event,
             deps,
@@ -148,10 +192,20 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
             deps.management(endpoint).post(connection_id, accepted.to_json().encode())
         except (ConnectionGone, PostFailed) as exc:
             deps.store.release(running_key)
+            limits.finish(admission)
             logger.info("client gone before the run started", extra={"reason": str(exc)})
             return OK
-        if not hand_off(deps, connection_id=connection_id, endpoint=endpoint, request=request, next_seq=2):
+        # From here the job owns the slot and releases it when its run ends.
+        if not hand_off(
+            deps,
+            connection_id=connection_id,
+            endpoint=endpoint,
+            request=request,
+            next_seq=2,
+            slot=admission.slot,
+        ):
             deps.store.release(running_key)
+            limits.finish(admission)
             _reply(
                 event,
                 deps,
@@ -174,7 +228,21 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
         )
     finally:
         deps.store.release(running_key)
+        limits.finish(admission)
     return OK
+
+
+def connection_principal(event: Mapping[str, Any], deps: Dependencies) -> str | None:
+    """Who is asking on this connection.
+
+    An API Gateway authorizer's principal when one ran, else the one ``$connect`` stored (read only
+    when authentication is on: anonymous records have none, so the store read is skipped).
+    """
+    principal = authorizer_principal(event)
+    if principal is not None or deps.settings.auth_mode != "jwt":
+        return principal
+    record = deps.store.get_connection(event["requestContext"]["connectionId"])
+    return record.principal if record is not None else None
 
 
 def run_key(connection_id: str, request_id: str) -> str:

@@ -97,11 +97,20 @@ def test_function_environment(template: dict[str, Any]) -> None:
         "MODEL_ARN": {"Ref": "ModelArn"},
         "KNOWLEDGE_BASE_ID": {"Ref": "KnowledgeBaseId"},
         "CONNECTIONS_TABLE": {"Ref": "ConnectionsTable"},
-        "REQUESTS_TABLE": {"Ref": "ConnectionsTable"},
         "WEBSOCKET_MANAGEMENT_ENDPOINT": {
             "Fn::Sub": "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
         },
         "RUN_MODE": "async",
+        "AUTH_MODE": {"Fn::If": ["HasAuthIssuer", "jwt", "none"]},
+        "AUTH_ISSUER": {"Ref": "AuthIssuer"},
+        "AUTH_AUDIENCE": {"Ref": "AuthAudience"},
+        "AUTH_JWKS_URL": {
+            "Fn::If": [
+                "HasAuthJwksUrl",
+                {"Ref": "AuthJwksUrl"},
+                {"Fn::Sub": "${AuthIssuer}/.well-known/jwks.json"},
+            ]
+        },
     }
 
 

@@ -43,7 +43,7 @@ def test_environment_layers_template_then_local_overrides_then_cli() -> None:
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "1024"
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == "/aws/lambda/MainLambda"
     assert env["SQLITE_PATH"] == "/tmp/x.sqlite3"
-    assert env["CONNECTIONS_TABLE"] == env["REQUESTS_TABLE"] == ""
+    assert env["CONNECTIONS_TABLE"] == ""
     assert env["AWS_ACCESS_KEY_ID"] == "testing"
 
 

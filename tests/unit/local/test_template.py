@@ -59,11 +59,15 @@ def test_real_template_environment_resolves_parameters_and_lists_the_rest() -> N
         "KNOWLEDGE_BASE_ID": "",
         "RUN_MODE": "async",
     }
-    # A table name and an API id exist only once deployed.
+    # A table name and an API id exist only once deployed; so does the JWT issuer (AuthIssuer has no
+    # default), which keeps authentication off locally (AUTH_MODE unset means "none").
     assert set(fn.unresolved_environment) == {
         "CONNECTIONS_TABLE",
-        "REQUESTS_TABLE",
         "WEBSOCKET_MANAGEMENT_ENDPOINT",
+        "AUTH_MODE",
+        "AUTH_ISSUER",
+        "AUTH_AUDIENCE",
+        "AUTH_JWKS_URL",
     }
 
 

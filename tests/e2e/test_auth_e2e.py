@@ -1,0 +1,111 @@
+"""Authentication and limits through the real local gateway (``selador serve`` with AUTH_MODE=jwt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from .conftest import (
+    WAIT,
+    GatewayProcess,
+    collect_frames,
+    invoke_message,
+    recv_json,
+    start_gateway,
+    ws_connect,
+)
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "e2e-secret-0123456789abcdef-0123456789abcdef"
+QUESTION = "What is the maximum height in the LR2 zone?"
+
+
+def selador_token(*args: str) -> str:
+    """A token from the ``selador token`` command, as a developer would get one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {"AUTH_HS256_SECRET": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-m", "selador.local.cli", "token", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[GatewayProcess]:
+    with start_gateway(
+        "--env",
+        "AUTH_MODE=jwt",
+        "--env",
+        f"AUTH_HS256_SECRET={SECRET}",
+        "--env",
+        "LIMIT_QUERIES_PER_MINUTE=2",
+        "--env",
+        "LOCAL_MODEL_TOKEN_DELAY_MS=0",
+        "--env",
+        "RUN_MODE=inline",
+    ) as gateway:
+        yield gateway
+
+
+async def handshake_status(url: str) -> int:
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_connect(url):
+            pass
+    return refused.value.response.status_code
+
+
+async def test_handshake_without_or_with_a_bad_token_is_refused(secured: GatewayProcess) -> None:
+    url = secured.endpoints.ws_url
+    rejected_before = secured.stats()["connections_rejected"]
+    assert await handshake_status(url) == 401
+    assert await handshake_status(url + "?token=not.a.jwt") == 403
+    forged = selador_token("--sub", "mallory")[:-6] + "AAAAAA"  # signature broken
+    assert await handshake_status(url + "?token=" + forged) == 403
+    assert secured.stats()["connections_rejected"] - rejected_before == 3
+
+
+async def test_valid_token_works_end_to_end_and_limits_apply(secured: GatewayProcess) -> None:
+    token = selador_token("--sub", "e2e-user", "--ttl", "600")
+    async with ws_connect(secured.endpoints.ws_url + "?token=" + token) as ws:
+        for rid in ("a-1", "a-2"):
+            await ws.send(invoke_message(QUESTION, rid, query_type="zoning"))
+            frames = (await collect_frames(ws, {rid}))[rid]
+            assert frames[0]["stage"] == "accepted" and frames[-1]["type"] == "result"
+        await ws.send(invoke_message(QUESTION, "a-3", query_type="zoning"))
+        refusal = await recv_json(ws)
+    assert refusal["type"] == "error" and refusal["code"] == "rate_limited"
+    assert refusal["request_id"] == "a-3" and "per_minute limit" in refusal["error"]
+    # A header works as well as the query string (non-browser clients).
+    async with ws_connect(
+        secured.endpoints.ws_url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        await ws.send(json.dumps({"action": "ping"}))
+        assert (await recv_json(ws))["type"] == "pong"
+    assert token not in secured.output and token.split(".")[2] not in secured.output
+
+
+def test_http_enforces_the_same_token(secured: GatewayProcess) -> None:
+    url = secured.endpoints.http_url.rstrip("/") + "/invoke"
+    body = {"question": "Monthly payment on a $500,000 house?", "query_type": "financing"}
+    missing = httpx.post(url, json=body, timeout=WAIT)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    bad = httpx.post(url, json=body, headers={"Authorization": "Bearer not.a.jwt"}, timeout=WAIT)
+    assert bad.status_code == 403
+    token = selador_token("--sub", "http-user")
+    ok = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=WAIT)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["data"]["success"] is True
+    assert httpx.get(secured.endpoints.http_url.rstrip("/") + "/health", timeout=WAIT).status_code == 200
