@@ -75,3 +75,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 @pytest.fixture
 def context() -> FakeContext:
     return FakeContext()
+
+
+@pytest.fixture
+def short_context() -> FakeContext:
+    """A context with under a second left: nothing can finish before the deadline."""
+    return FakeContext(remaining_ms=900)

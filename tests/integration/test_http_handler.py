@@ -71,3 +71,10 @@ def test_cors_headers_are_present(context) -> None:
     assert headers.get("access-control-allow-origin") == "*" or multi.get("access-control-allow-origin") == [
         "*"
     ]
+
+
+def test_invoke_answers_504_before_the_deadline_instead_of_hanging(short_context) -> None:
+    event = http_v2_event("POST", "/invoke", body=json.dumps(QUESTION), headers=JSON)
+    response = lambda_handler(event, short_context)  # no time left to answer
+    assert response["statusCode"] == 504
+    assert body_of(response) == {"error": "The query took too long and was stopped", "code": "timeout"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -126,7 +127,7 @@ def invoke() -> Response[str]:
 
     sink = CollectingSink(request.request_id)
     try:
-        result = run_query(request, sink, settings=deps.settings)
+        result = run_query(request, sink, settings=deps.settings, deadline=_deadline(router.lambda_context))
     finally:
         if limits is not None:
             limits.finish(admission)
@@ -161,6 +162,19 @@ def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | Non
         logger.info("authenticated", extra={"principal": principal.subject})
         return principal.subject
     return authorizer_principal(raw_event)
+
+
+HTTP_ANSWER_BUDGET_S = 28.0
+"""API Gateway stops waiting for an HTTP integration after 30 s; answer 504 ourselves before that."""
+
+
+def _deadline(context: Any) -> float:
+    """A ``time.monotonic()`` deadline: the HTTP budget or the Lambda deadline, whichever is first."""
+    budget = HTTP_ANSWER_BUDGET_S
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    if getter is not None:
+        budget = min(budget, max(0.0, getter() / 1000 - 1.0))
+    return time.monotonic() + budget
 
 
 def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
