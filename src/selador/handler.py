@@ -20,6 +20,12 @@ HTTP_ROUTES: tuple[str, ...] = ("POST /invoke", "GET /health")
 _WS_EVENT_TYPES = frozenset({"CONNECT", "MESSAGE", "DISCONNECT"})
 
 
+def _is_ws_event(ctx: Mapping[str, Any]) -> bool:
+    event_type, connection_id = ctx.get("eventType"), ctx.get("connectionId")
+    # Check types before the set lookup: a list there is unhashable and must not raise.
+    return isinstance(event_type, str) and event_type in _WS_EVENT_TYPES and isinstance(connection_id, str)
+
+
 def classify(event: object) -> str:
     """Name the kind of event: ``websocket``, ``http``, ``job`` or ``unknown``.
 
@@ -32,7 +38,7 @@ def classify(event: object) -> str:
     if not isinstance(event, Mapping):
         return "unknown"
     ctx = event.get("requestContext")
-    if isinstance(ctx, Mapping) and ctx.get("eventType") in _WS_EVENT_TYPES and ctx.get("connectionId"):
+    if isinstance(ctx, Mapping) and _is_ws_event(ctx):
         return "websocket"
     if event.get("version") == "2.0" and isinstance(ctx, Mapping) and isinstance(ctx.get("http"), Mapping):
         return "http"

@@ -9,13 +9,13 @@ the same (connection, request_id) finds the claim and does nothing.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from selador.clients import shared_client
 from selador.deps import Dependencies
 from selador.limits import release_slot
 from selador.observability import logger
@@ -41,20 +41,16 @@ class Job(BaseModel):
     slot: str | None = None
 
 
-@functools.cache
-def _lambda_client(region: str, endpoint: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client(
-        "lambda", region_name=region, endpoint_url=endpoint or None, config=config
-    )
-
-
 def lambda_client(settings: Settings) -> Any:
     """The container's Lambda client (``LAMBDA_ENDPOINT`` points it at the local gateway)."""
-    return _lambda_client(settings.aws_region, settings.lambda_endpoint)
+    return shared_client(
+        "lambda",
+        region=settings.aws_region,
+        endpoint_url=settings.lambda_endpoint or None,
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
 
 
 def hand_off(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from selador.clients import shared_client
 from selador.settings import Settings
 
 
@@ -87,6 +87,7 @@ class ManagementApi:
             ConnectionClosedError,
             ConnectTimeoutError,
             EndpointConnectionError,
+            ReadTimeoutError,
         )
 
         for attempt in range(1, self.max_attempts + 1):
@@ -103,17 +104,23 @@ class ManagementApi:
                     self._backoff(attempt)
                     continue
                 raise PostFailed(f"{code or status} after {attempt} attempt(s)") from exc
-            except (ConnectionClosedError, EndpointConnectionError, ConnectTimeoutError) as exc:
-                # The request never reached the endpoint (a pooled keep-alive connection the server
-                # had closed, or no connection at all): botocore would retry these itself, but its
-                # retries are off, and one such error must not end a stream whose client is there.
+            except (
+                ConnectionClosedError,
+                EndpointConnectionError,
+                ConnectTimeoutError,
+                ReadTimeoutError,
+            ) as exc:
+                # A pooled keep-alive connection the server had closed, no connection at all, or an
+                # answer that came too late: botocore would retry these itself, but its retries are
+                # off, and one such error must not end a stream whose client is there. After a read
+                # timeout the frame may already have arrived, so delivery is at-least-once: clients
+                # drop a repeated ``seq`` (docs/protocol.md); losing a frame would be worse.
                 if attempt < self.max_attempts:
                     self.connection_retries += 1
                     self._backoff(attempt)
                     continue
                 raise PostFailed(f"{type(exc).__name__} after {attempt} attempt(s)") from exc
             except BotoCoreError as exc:
-                # Read timeouts and the rest: the frame may have been delivered, so no retry.
                 raise PostFailed(type(exc).__name__) from exc
         raise PostFailed("unreachable")  # pragma: no cover - the loop returns or raises
 
@@ -134,42 +141,18 @@ class ManagementApi:
             raise
 
 
-_client_lock = threading.Lock()
-_clients: dict[tuple[str, str, float, float], Any] = {}
-
-
 def _client(endpoint: str, region: str, connect_timeout: float, read_timeout: float) -> Any:
-    """The container's management client for one endpoint, built exactly once.
-
-    Not ``functools.cache``: concurrent first calls would all miss and each build a client, one at
-    a time behind the creation lock. In the local gateway hundreds of invocations start together
-    and the last ones waited tens of seconds for their first frame; checking again under the lock
-    builds one client and lets every other caller reuse it.
-    """
-    key = (endpoint, region, connect_timeout, read_timeout)
-    client = _clients.get(key)
-    if client is not None:
-        return client
-    # boto3 is imported here, not at module level, so routes that never post stay light.
-    import boto3
-    from botocore.config import Config
-
-    with _client_lock:  # boto3's default session is not thread-safe while creating clients
-        client = _clients.get(key)
-        if client is None:
-            config = Config(
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                retries={"total_max_attempts": 1},
-                # Streams of small frames to one host: keep connections open and allow concurrency.
-                max_pool_connections=50,
-                tcp_keepalive=True,
-            )
-            client = boto3.session.Session().client(
-                "apigatewaymanagementapi", endpoint_url=endpoint, region_name=region, config=config
-            )
-            _clients[key] = client
-    return client
+    return shared_client(
+        "apigatewaymanagementapi",
+        region=region,
+        endpoint_url=endpoint,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": 1},
+        # Streams of small frames to one host: keep connections open and allow concurrency.
+        max_pool_connections=50,
+        tcp_keepalive=True,
+    )
 
 
 def management_api_for(endpoint: str, settings: Settings) -> ManagementApi:

@@ -190,11 +190,17 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
 
         try:
             deps.management(endpoint).post(connection_id, accepted.to_json().encode())
-        except (ConnectionGone, PostFailed) as exc:
+        except ConnectionGone:
             deps.store.release(running_key)
             limits.finish(admission)
-            logger.info("client gone before the run started", extra={"reason": str(exc)})
+            logger.info("client gone before the run started")
             return OK
+        except PostFailed as exc:
+            # The client may well be there (the acknowledgement can even have arrived late): the
+            # run goes ahead; its own sender decides, frame by frame, whether anyone listens.
+            logger.warning(
+                "accepted status not confirmed; starting the run anyway", extra={"reason": str(exc)}
+            )
         # From here the job owns the slot and releases it when its run ends.
         if not hand_off(
             deps,

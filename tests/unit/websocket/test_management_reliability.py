@@ -96,3 +96,15 @@ def test_connection_errors_are_bounded_like_429() -> None:
     with pytest.raises(PostFailed):
         ManagementApi(client, max_attempts=3, sleep=lambda _s: None).post("c", b"frame")
     assert client.calls == 3
+
+
+def test_a_late_answer_is_retried_so_no_frame_is_lost() -> None:
+    """Under load the endpoint answered after the read timeout: retry (at-least-once), don't stop."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from selador.websocket.management import ManagementApi
+
+    client = FlakyClient(ReadTimeoutError(endpoint_url="http://127.0.0.1:1/production"), failures=2)
+    ManagementApi(client, sleep=lambda _s: None).post("c", b"frame")
+    assert client.calls == 3
+    assert client.delivered == [b"frame"]
