@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     post_max_attempts: int = Field(default=6, ge=1, le=20)
 
     stream_flush_ms: int = Field(default=100, ge=0, le=5000)
-    stream_flush_max_ms: int = Field(default=1000, ge=0, le=10_000)
+    stream_flush_max_ms: int = Field(default=1500, ge=0, le=10_000)
     stream_max_frame_chars: int = Field(default=8192, ge=64, le=30_000)
 
     local_model_token_delay_ms: float = Field(default=15.0, ge=0, le=10_000)

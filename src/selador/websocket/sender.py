@@ -96,7 +96,7 @@ class FrameSender:
         *,
         request_id: str,
         flush_ms: int = 100,
-        flush_max_ms: int = 1000,
+        flush_max_ms: int = 1500,
         max_chars: int = 8192,
         on_gone: Callable[[], None] | None = None,
         first_seq: int = 1,

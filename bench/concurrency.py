@@ -1,0 +1,291 @@
+"""Target 6: many concurrent clients through the local gateway, against a bare websockets server.
+
+The gateway is ``selador serve`` in a subprocess (real handler, offline model, bundled knowledge
+base; ``--concurrency`` as high as the largest level, as Lambda would scale out); the clients run
+on one event loop in this process. For each level every client connects first, then all send one
+``invoke`` at once. Per level: completed answers, lost frames (``seq`` gaps and missing terminal
+frames), p50/p99 time from ``send`` to the first frame, and frames per second over the level.
+
+The comparison is a bare ``websockets`` server (``bench/_bare_server.py``, also a subprocess) that
+replays the frames of one real answer with their recorded spacing: what this machine can do with
+no handler at all. Target: every client completes, nothing is lost, and the gateway's p99 time to
+first frame is at most 3x the bare server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, child_environment, temp_dir
+from bench.results import Result, judged
+from bench.stats import percentile
+
+P99_RATIO_TARGET = 3.0
+_BANNER = re.compile(r"WebSocket\s+(ws://\S+)")
+QUESTION = "What are the zoning requirements for residential development in LR2?"
+
+
+@dataclass
+class Server:
+    """A server subprocess and the URL clients connect to."""
+
+    process: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def _spawn(
+    command: list[str], pattern: re.Pattern[str], env: dict[str, str], timeout: float = 60
+) -> Iterator[Server]:
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    found: list[str] = []
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            match = pattern.search(line)
+            if match and not ready.is_set():
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(timeout) or not found:
+            raise RuntimeError("server did not start:\n" + "".join(lines[-40:]))
+        url = found[0] if found[0].startswith("ws") else f"ws://127.0.0.1:{found[0]}/"
+        yield Server(process, url, lines)
+    finally:
+        if process.poll() is None:
+            process.send_signal(2)  # SIGINT: the gateway closes connections and exits cleanly
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+@contextmanager
+def gateway(concurrency: int, env: dict[str, str]) -> Iterator[Server]:
+    """``selador serve --port 0`` with the handler's log quiet."""
+    command = [sys.executable, "-m", "selador.local.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    command += [
+        "--template",
+        str(REPO / "template.yaml"),
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "WARNING",
+    ]
+    for key, value in env.items():
+        command += ["--env", f"{key}={value}"]
+    with _spawn(command, _BANNER, child_environment({"PYTHONUNBUFFERED": "1"})) as server:
+        yield server
+
+
+@contextmanager
+def bare_server(script: Path) -> Iterator[Server]:
+    """The bare websockets server replaying ``script``."""
+    command = [sys.executable, str(Path(__file__).resolve().parent / "_bare_server.py"), str(script)]
+    with _spawn(command, re.compile(r"PORT (\d+)"), child_environment({"PYTHONUNBUFFERED": "1"})) as server:
+        yield server
+
+
+@dataclass
+class ClientRun:
+    """One client's query."""
+
+    sent: float = 0.0
+    first: float | None = None
+    done: float | None = None
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def lost(self) -> int:
+        seqs = {f["seq"] for f in self.frames if isinstance(f.get("seq"), int)}
+        gaps = (max(seqs) - len(seqs)) if seqs else 0
+        return gaps + (0 if self.done is not None else 1)
+
+
+async def _client(
+    url: str, index: int, start: asyncio.Event, connected: asyncio.Semaphore, run: ClientRun, timeout: float
+) -> None:
+    from websockets.asyncio.client import connect
+
+    request_id = f"c-{index}"
+    message = json.dumps(
+        {"action": "invoke", "question": QUESTION, "query_type": "zoning", "request_id": request_id}
+    )
+    async with connect(
+        url, proxy=None, open_timeout=120, max_size=None, ping_interval=None, compression=None
+    ) as ws:
+        connected.release()
+        await start.wait()
+        run.sent = time.perf_counter()
+        await ws.send(message)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("request_id") != request_id:
+                    continue
+                now = time.perf_counter()
+                if run.first is None:
+                    run.first = now
+                run.frames.append(frame)
+                if frame.get("type") in ("result", "error"):
+                    run.done = now
+                    return
+
+
+async def _level(url: str, clients: int, timeout: float) -> dict[str, Any]:
+    start = asyncio.Event()
+    connected = asyncio.Semaphore(0)
+    runs = [ClientRun() for _ in range(clients)]
+    tasks = []
+    for index in range(clients):
+        tasks.append(asyncio.create_task(_client(url, index, start, connected, runs[index], timeout)))
+        if index % 50 == 49:
+            await asyncio.sleep(0.05)  # connect in waves, not as a SYN flood
+    for _ in range(clients):
+        await asyncio.wait_for(connected.acquire(), 120)
+    await asyncio.sleep(0.2)
+    start.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+    ttff = [(r.first - r.sent) * 1000 for r in runs if r.first is not None]
+    completed = [r for r in runs if r.done is not None and r.frames[-1].get("type") == "result"]
+    frames = sum(len(r.frames) for r in runs)
+    began = min(r.sent for r in runs if r.sent)
+    ended = max((r.done or r.first or began) for r in runs)
+    return {
+        "clients": clients,
+        "completed": len(completed),
+        "lost_frames": sum(r.lost for r in runs),
+        "ttff_p50_ms": round(percentile(ttff, 50), 1) if ttff else None,
+        "ttff_p99_ms": round(percentile(ttff, 99), 1) if ttff else None,
+        "frames_per_s": round(frames / max(ended - began, 1e-9), 1),
+        "wall_s": round(ended - began, 2),
+        "errors": errors[:3],
+    }
+
+
+async def _record_script(url: str) -> list[tuple[float, dict[str, Any]]]:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, proxy=None, max_size=None, ping_interval=None) as ws:
+        sent = time.perf_counter()
+        await ws.send(
+            json.dumps(
+                {"action": "invoke", "question": QUESTION, "query_type": "zoning", "request_id": "rec"}
+            )
+        )
+        script = []
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("request_id") != "rec":
+                continue
+            script.append(
+                (
+                    time.perf_counter() - sent,
+                    {k: v for k, v in frame.items() if k not in ("timestamp", "request_id")},
+                )
+            )
+            if frame.get("type") in ("result", "error"):
+                return script
+
+
+_COUNTERS = (
+    "posts",
+    "posts_delivered",
+    "buffer_full_429",
+    "gone_410",
+    "invocation_errors",
+    "integration_timeouts",
+)
+
+
+def _gateway_counters(server: Server) -> dict[str, int]:
+    """The gateway's own counters (``GET /_selador/stats``), to explain lost frames."""
+    import httpx
+
+    base = "http" + server.url[2:].rsplit("/", 1)[0]
+    try:
+        document = httpx.get(base + "/_selador/stats", timeout=30, trust_env=False).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return {name: int(document.get(name, 0)) for name in _COUNTERS}
+
+
+def _stream_stops(server: Server, since: int) -> dict[str, int]:
+    """Why runs stopped streaming, from the handler's "stopping the stream" warnings."""
+    reasons: dict[str, int] = {}
+    for line in server.lines[since:]:
+        if "stopping the stream" not in line:
+            continue
+        try:
+            reason = str(json.loads(line).get("reason", "?"))
+        except ValueError:
+            reason = line.strip()[-80:]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
+
+
+def run(levels: list[int], env: dict[str, str], timeout: float = 120) -> list[Result]:
+    """Target 6 for each level."""
+    gateway_rows: list[dict[str, Any]] = []
+    bare_rows: list[dict[str, Any]] = []
+    with temp_dir() as tmp:
+        with gateway(max(levels) + 16, env) as server:
+            script = asyncio.run(_record_script(server.url))
+            for clients in levels:
+                before, seen = _gateway_counters(server), len(server.lines)
+                row = asyncio.run(_level(server.url, clients, timeout))
+                after = _gateway_counters(server)
+                row["gateway_counters"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+                row["stream_stops"] = _stream_stops(server, seen)
+                gateway_rows.append(row)
+        # The replay keeps the recorded spacing, but the bare server answers at once: its first
+        # frame is the gateway's "accepted" status, so the offsets start at 0.
+        first_offset = script[0][0]
+        script = [(t - first_offset, f) for t, f in script]
+        path = tmp / "script.json"
+        path.write_text(json.dumps(script))
+        with bare_server(path) as server:
+            for clients in levels:
+                bare_rows.append(asyncio.run(_level(server.url, clients, timeout)))
+    results = []
+    for row, bare in zip(gateway_rows, bare_rows, strict=True):
+        clients = row["clients"]
+        ratio = (row["ttff_p99_ms"] or float("inf")) / max(bare["ttff_p99_ms"] or 1e-9, 1e-9)
+        result = judged(
+            f"concurrency.{clients}",
+            round(ratio, 2),
+            "x",
+            P99_RATIO_TARGET,
+            detail={"gateway": row, "bare_websockets": bare, "frames_per_answer": len(script)},
+            note=f"{row['completed']}/{clients} done, {row['lost_frames']} lost, ttff p50/p99 "
+            f"{row['ttff_p50_ms']}/{row['ttff_p99_ms']} ms vs bare "
+            f"{bare['ttff_p50_ms']}/{bare['ttff_p99_ms']} ms, "
+            f"{row['frames_per_s']:.0f} fps",
+        )
+        if row["completed"] != clients or row["lost_frames"]:
+            result.status = "FAIL"
+        results.append(result)
+    return results
