@@ -7,10 +7,12 @@ fresh Strands ``Agent`` (metrics and messages accumulate on an agent, so it is n
 
 Frames, in order (the caller has already sent the ``accepted`` status):
 
-``status(routed)`` → ``status(tool)`` per new tool use → ``status(composing)`` once, on the first
-answer text after a tool → ``delta``… → ``message`` per completed assistant message with text →
-exactly one terminal frame, ``result`` or ``error``. A run whose model answers without any tool
-sends no ``composing`` (text before a first tool call cannot be told from a final answer).
+``status(routed)`` → ``status(tool)`` per new tool use → ``status(composing)`` once → ``delta``…
+→ ``message`` per completed assistant message with text → exactly one terminal frame, ``result``
+or ``error``. ``composing`` goes out when the first tool results come back (the model turn that
+reads them starts; posting it then keeps it off the first-token path), or at the latest with the
+first answer text after a tool. A run whose model answers without any tool sends no
+``composing`` (text before a first tool call cannot be told from a final answer).
 
 Terminal frame rules:
 
@@ -203,7 +205,17 @@ class _FrameTracker:
             self.sink.delta(text)
         elif "message" in event:
             message = event["message"]
-            if not isinstance(message, dict) or message.get("role") != "assistant":
+            if not isinstance(message, dict):
+                return
+            if message.get("role") == "user":
+                # Tool results are back and the model turn that reads them starts now: say so here,
+                # not with the first text, so this post is not on the first-token path.
+                has_results = any("toolResult" in block for block in message.get("content", []))
+                if has_results and self.steps and not self.composing_sent:
+                    self.composing_sent = True
+                    self.sink.send(StatusFrame(stage="composing", message="Composing the answer"))
+                return
+            if message.get("role") != "assistant":
                 return
             for block in message.get("content", []):
                 if "toolUse" in block:
