@@ -66,7 +66,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             from selador.websocket.routes import handle as handle_websocket
 
             ctx = event["requestContext"]
-            logger.append_keys(connection_id=ctx["connectionId"], route=ctx.get("routeKey"))
+            logger.thread_safe_append_keys(connection_id=ctx["connectionId"], route=ctx.get("routeKey"))
             logger.debug("websocket event", extra={"event_type": ctx.get("eventType")})
             return handle_websocket(event, context, get_dependencies())
         if kind == "http":
@@ -84,7 +84,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         logger.exception("unhandled error", extra={"event_kind": kind})
         return {"statusCode": 500, "body": '{"error": "internal error"}'}
     finally:
-        logger.remove_keys(["connection_id", "route", "request_id", "query_type"])
+        logger.thread_safe_remove_keys(["connection_id", "route", "request_id", "query_type"])
     logger.warning(
         "unrecognised event",
         extra={"event_keys": sorted(event)[:20] if isinstance(event, Mapping) else type(event).__name__},

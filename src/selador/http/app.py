@@ -108,7 +108,7 @@ def invoke() -> Response[str]:
         request = parse_query(decode_json(body))
     except ProtocolError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, str(exc), "bad_request") from None
-    logger.append_keys(request_id=request.request_id, query_type=request.query_type)
+    logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
     logger.debug("question", extra={"question": request.question, "context": request.context})
 
     limits = Limits(deps.store, deps.settings) if principal else None

@@ -118,7 +118,7 @@ def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dic
     except ValidationError as exc:
         logger.error("malformed job", extra={"errors": exc.errors(include_url=False, include_input=False)})
         return {"statusCode": 400, "body": '{"error": "malformed job"}'}
-    logger.append_keys(
+    logger.thread_safe_append_keys(
         connection_id=job.connection_id, request_id=job.request.request_id, query_type=job.request.query_type
     )
     if not deps.store.claim(job_key(job), deps.settings.job_claim_ttl_seconds):

@@ -140,7 +140,7 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
         return OK
     connection_id = event["requestContext"]["connectionId"]
     endpoint = resolve_endpoint(event, deps.settings)
-    logger.append_keys(request_id=request.request_id, query_type=request.query_type)
+    logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
     # The question is user content: DEBUG only, never at INFO.
     logger.debug("question", extra={"question": request.question, "context": request.context})
 

@@ -14,6 +14,7 @@ the same and logs why.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 import time
@@ -121,7 +122,12 @@ class FrameSender:
         self._first_delta_sent = False
         self._closed = False
         self._wake = threading.Event()
-        self._worker = threading.Thread(target=self._run, name=f"frames-{request_id}", daemon=True)
+        # Run the worker in a copy of this context so its log lines carry the invocation's keys
+        # (connection_id, request_id…), which live in context variables, not in the logger.
+        context = contextvars.copy_context()
+        self._worker = threading.Thread(
+            target=context.run, args=(self._run,), name=f"frames-{request_id}", daemon=True
+        )
         self._worker.start()
 
     # -- producer side (the agent's thread or event loop) ------------------------------------

@@ -194,3 +194,30 @@ def test_one_megabyte_answer_arrives_whole_through_deltas() -> None:
     sender.close()
     assert "".join(f["content"] for f in rec.frames if f["type"] == "delta") == total
     assert max(rec.sizes) <= MAX_MESSAGE_BYTES
+
+
+def test_worker_log_lines_carry_the_invocation_keys() -> None:
+    """Keys live in context variables (concurrent invocations share a process locally)."""
+    import logging
+
+    from selador.observability import logger
+
+    lines: list[dict] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(self.format(record)))
+
+    handler = Collect()
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(handler)
+    logger.thread_safe_append_keys(connection_id="conn-A", request_id="q-A")
+    try:
+        sender = FrameSender(Recorder(fail_after=0), request_id="q-A")
+        sender.send(StatusFrame(message="x"))
+        sender.close()
+    finally:
+        logger.thread_safe_remove_keys(["connection_id", "request_id"])
+        logging.getLogger(logger.name).removeHandler(handler)
+    stop = [line for line in lines if line["message"] == "stopping the stream"]
+    assert stop and stop[0]["connection_id"] == "conn-A" and stop[0]["request_id"] == "q-A"
