@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         stream_flush_max_ms: Upper bound the window grows to on long answers, in milliseconds.
         stream_max_frame_chars: Characters of answer text in one delta frame at most.
         local_model_token_delay_ms: Pause between tokens of the offline responder, in milliseconds.
+        local_model_min_answer_tokens: Pad offline answers to at least this many tokens (load tests).
+        local_model_tokens_per_delta: Tokens per streamed text chunk of the offline responder.
         agent_max_turns: Model turns one query may take.
         log_level: Powertools log level.
         service_name: Service name in logs.
@@ -95,6 +97,8 @@ class Settings(BaseSettings):
     stream_max_frame_chars: int = Field(default=8192, ge=64, le=30_000)
 
     local_model_token_delay_ms: float = Field(default=15.0, ge=0, le=10_000)
+    local_model_min_answer_tokens: int = Field(default=0, ge=0, le=2_000_000)
+    local_model_tokens_per_delta: int = Field(default=1, ge=1, le=1000)
     agent_max_turns: int = Field(default=8, ge=1, le=50)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

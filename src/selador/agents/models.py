@@ -46,7 +46,11 @@ def build_model(settings: Settings, bedrock_client_config: Config | None = None)
         A Strands model; share it across requests (the Bedrock client is created here).
     """
     if settings.provider == "local":
-        return OfflineResponder(token_delay_ms=settings.local_model_token_delay_ms)
+        return OfflineResponder(
+            token_delay_ms=settings.local_model_token_delay_ms,
+            min_answer_tokens=settings.local_model_min_answer_tokens,
+            tokens_per_delta=settings.local_model_tokens_per_delta,
+        )
     from strands.models import BedrockModel
 
     return BedrockModel(
