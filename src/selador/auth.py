@@ -169,13 +169,19 @@ def verify_token(token: str, settings: Settings) -> Principal:
     key: Any
     if settings.auth_jwks_url:
         try:
-            key = jwks_client(settings.auth_jwks_url).get_signing_key_from_jwt(token).key
+            signing_key = jwks_client(settings.auth_jwks_url).get_signing_key_from_jwt(token)
+            key = signing_key.key
         except jwt.PyJWKClientConnectionError:
             raise AuthError(HTTPStatus.SERVICE_UNAVAILABLE, "signing keys unavailable") from None
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
             # No matching kid, or a header that cannot be read: both are the token's fault.
             raise AuthError(HTTPStatus.FORBIDDEN, f"invalid token: {_describe(exc)}") from None
-        algorithms: list[str] = list(ASYMMETRIC_ALGORITHMS)
+        # Only the key's own algorithm: an ES256 token naming an RSA key's kid is invalid, not a
+        # TypeError inside PyJWT (which would surface as a 500).
+        key_algorithm = getattr(signing_key, "algorithm_name", None)
+        algorithms: list[str] = (
+            [key_algorithm] if key_algorithm in ASYMMETRIC_ALGORITHMS else list(ASYMMETRIC_ALGORITHMS)
+        )
     else:
         key = settings.auth_hs256_secret.get_secret_value()
         algorithms = ["HS256"]
@@ -191,6 +197,9 @@ def verify_token(token: str, settings: Settings) -> Principal:
         )
     except jwt.InvalidTokenError as exc:
         raise AuthError(HTTPStatus.FORBIDDEN, f"invalid token: {_describe(exc)}") from None
+    except (TypeError, ValueError):
+        # A key that does not fit the token's algorithm: the token's fault, never a 500.
+        raise AuthError(HTTPStatus.FORBIDDEN, "invalid token: signature key does not match") from None
     _check_audience(claims, settings.auth_audience)
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_CHARS:

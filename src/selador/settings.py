@@ -94,7 +94,7 @@ class Settings(BaseSettings):
 
     stream_flush_ms: int = Field(default=100, ge=0, le=5000)
     stream_flush_max_ms: int = Field(default=1500, ge=0, le=10_000)
-    stream_max_frame_chars: int = Field(default=8192, ge=64, le=30_000)
+    stream_max_frame_chars: int = Field(default=8192, ge=64, le=16_000)
 
     local_model_token_delay_ms: float = Field(default=15.0, ge=0, le=10_000)
     local_model_min_answer_tokens: int = Field(default=0, ge=0, le=2_000_000)

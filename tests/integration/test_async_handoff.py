@@ -89,3 +89,42 @@ def test_duplicate_request_id_while_running_is_rejected(aws, context, monkeypatc
 def test_malformed_job_is_a_clean_400(context) -> None:
     response = lambda_handler({"selador_job": {"connection_id": "x"}}, context)
     assert response["statusCode"] == 400
+
+
+def test_a_finished_request_id_can_be_reused(aws, context, monkeypatch) -> None:
+    """The delivery record is per hand-off: reusing a finished id runs a new query."""
+    monkeypatch.setenv("RUN_MODE", "async")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
+    captured: list[bytes] = []
+
+    class FakeLambda:
+        def invoke(self, **kwargs):
+            captured.append(kwargs["Payload"])
+            return {"StatusCode": 202}
+
+    deps = Dependencies(settings=get_settings(), lambda_client=FakeLambda())
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "again"})
+    with use_dependencies(deps):
+        for round_ in range(2):
+            lambda_handler(message_event(body, connection_id=conn), context)
+            lambda_handler(json.loads(captured[round_]), context)
+    frames = aws.frames(conn)
+    assert [f["type"] for f in frames].count("result") == 2
+    assert (
+        json.loads(captured[0])["selador_job"]["job_id"] != json.loads(captured[1])["selador_job"]["job_id"]
+    )
+
+
+def test_duplicate_running_id_is_reported_as_duplicate_even_at_the_concurrency_cap(
+    aws, context, monkeypatch
+) -> None:
+    monkeypatch.setenv("LIMIT_CONCURRENT_PER_CONNECTION", "1")
+    captured: list[bytes] = []
+    deps, _ = _deps_with_lambda(monkeypatch, captured)
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "cap-1"})
+    with use_dependencies(deps):
+        lambda_handler(message_event(body, connection_id=conn), context)  # running, holds the only slot
+        lambda_handler(message_event(body, connection_id=conn, route_key="invoke"), context)
+    assert aws.frames(conn)[-1]["code"] == "duplicate_request"

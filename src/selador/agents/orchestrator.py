@@ -37,8 +37,8 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncGenerator, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from strands import Agent
 from strands.types.exceptions import (
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from strands.types.content import ContentBlock, Message
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HARD_STOP_GRACE_S = 2.0
 """Seconds between cancelling the agent at the deadline and cancelling the run's task."""
@@ -430,7 +431,7 @@ def get_orchestrator(settings: Settings) -> Orchestrator:
 def run_query(
     request: QueryRequest, sink: FrameSink, *, settings: Settings, deadline: float | None = None
 ) -> ResultData | None:
-    """Answer a query synchronously (one ``asyncio.run`` per invocation); see :meth:`Orchestrator.run`.
+    """Answer a query synchronously (one event loop per invocation); see :meth:`Orchestrator.run`.
 
     A failure to build the orchestrator (a bad model configuration, an unreachable knowledge base)
     also ends in one ``error`` frame rather than an exception.
@@ -451,4 +452,33 @@ def run_query(
         code, text = classify_error(exc)
         sink.send(ErrorFrame(code=code, error=text))
         return None
-    return asyncio.run(orchestrator.run(request, sink, deadline=deadline))
+    return run_coroutine(orchestrator.run(request, sink, deadline=deadline))
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on a new event loop and close it without waiting for worker threads.
+
+    Not ``asyncio.run``: on shutdown it joins the default executor with no time limit, and Strands
+    runs Bedrock streaming and sync tools there. After the deadline's hard stop, a stalled model
+    read or a hung tool would hold the invocation past Lambda's timeout (and past the ``finally``
+    blocks that release claims); the abandoned thread is left to finish or die with the sandbox.
+
+    Args:
+        coro: The coroutine to run.
+
+    Returns:
+        Its result.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down with wait=False

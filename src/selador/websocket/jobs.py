@@ -10,10 +10,11 @@ the same (connection, request_id) finds the claim and does nothing.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from selador.clients import shared_client
 from selador.deps import Dependencies
@@ -32,6 +33,8 @@ class Job(BaseModel):
         request: The validated query.
         next_seq: ``seq`` of the first frame the job sends (the route sent the ones before).
         slot: The concurrency-limit claim the route took for this run; the job releases it.
+        job_id: Unique per hand-off; Lambda redelivers the same payload, so it identifies a
+            delivery of *this* run (a finished ``request_id`` may be reused by a later query).
     """
 
     connection_id: str
@@ -39,6 +42,7 @@ class Job(BaseModel):
     request: QueryRequest
     next_seq: int = 2
     slot: str | None = None
+    job_id: str = Field(min_length=1, max_length=64)
 
 
 def lambda_client(settings: Settings) -> Any:
@@ -77,7 +81,14 @@ def hand_off(
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    job = Job(connection_id=connection_id, endpoint=endpoint, request=request, next_seq=next_seq, slot=slot)
+    job = Job(
+        job_id=uuid.uuid4().hex,
+        connection_id=connection_id,
+        endpoint=endpoint,
+        request=request,
+        next_seq=next_seq,
+        slot=slot,
+    )
     client = deps.lambda_client or lambda_client(deps.settings)
     try:
         response = client.invoke(
@@ -95,8 +106,8 @@ def hand_off(
 
 
 def job_key(job: Job) -> str:
-    """The delivery record of a job: one per (connection, request_id)."""
-    return f"job#{job.connection_id}#{job.request.request_id}"
+    """The delivery record of a job: one per hand-off, whatever its ``request_id``."""
+    return f"job#{job.job_id}"
 
 
 def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:

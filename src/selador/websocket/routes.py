@@ -158,20 +158,10 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
             ),
         )
         return OK
-    limits = Limits(deps.store, deps.settings)
-    admission = limits.admit(connection_id, principal)
-    if isinstance(admission, LimitExceeded):
-        logger.info("query refused by a limit", extra={"limit": admission.limit, "principal": principal})
-        _reply(
-            event,
-            deps,
-            ErrorFrame(code="rate_limited", error=admission.message, request_id=request.request_id),
-        )
-        return OK
-
+    # The duplicate check comes first: a resent running id is a duplicate, not a new query, and
+    # must neither count against the limits nor be reported as one.
     running_key = run_key(connection_id, request.request_id)
     if not deps.store.claim(running_key, deps.settings.run_claim_ttl_seconds):
-        limits.finish(admission)
         _reply(
             event,
             deps,
@@ -182,6 +172,22 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
             ),
         )
         return OK
+    limits = Limits(deps.store, deps.settings)
+    try:
+        admission = limits.admit(connection_id, principal)
+    except Exception:
+        deps.store.release(running_key)
+        raise
+    if isinstance(admission, LimitExceeded):
+        deps.store.release(running_key)
+        logger.info("query refused by a limit", extra={"limit": admission.limit, "principal": principal})
+        _reply(
+            event,
+            deps,
+            ErrorFrame(code="rate_limited", error=admission.message, request_id=request.request_id),
+        )
+        return OK
+
     accepted = StatusFrame(
         stage="accepted", message="Processing your query...", request_id=request.request_id, seq=1
     )

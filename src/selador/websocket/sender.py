@@ -234,8 +234,8 @@ class FrameSender:
         if self.stats.gone or self.stats.failed:
             self.stats.frames_dropped += 1
             return
-        data = fit_frame(frame).encode()
         try:
+            data = fit_frame(frame).encode()
             self._post(data)
         except ConnectionGone:
             self._stop(gone=True, reason="connection gone (410)")
@@ -243,6 +243,11 @@ class FrameSender:
             return
         except PostFailed as exc:
             self._stop(gone=False, reason=str(exc))
+            self.stats.frames_dropped += 1
+            return
+        except Exception as exc:  # noqa: BLE001 - a dead worker would lose every later frame silently
+            logger.exception("frame delivery failed unexpectedly")
+            self._stop(gone=False, reason=type(exc).__name__)
             self.stats.frames_dropped += 1
             return
         self.stats.frames_posted += 1

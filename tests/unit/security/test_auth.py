@@ -273,3 +273,15 @@ print(json.dumps({{"status": response["statusCode"], "jwt": "jwt" in sys.modules
 
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"status": 200, "jwt": jwt_loaded, "strands": False}
+
+
+def test_es256_token_naming_the_rsa_kid_is_403_not_a_crash(jwks: Jwks) -> None:
+    """Found in review: PyJWT raised TypeError (a 500) when the key did not fit the algorithm."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = int(time.time())
+    claims = {"sub": "mallory", "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
+    token = jwt.encode(
+        claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": jwks.kid}
+    )
+    assert refused(token, jwks_settings(jwks)).status == 403

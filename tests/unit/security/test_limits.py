@@ -141,6 +141,7 @@ def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> Non
             "endpoint": "https://api.example/production",
             "request": {"question": "What is the FAR in LR2?", "request_id": "j-1"},
             "slot": slot,
+            "job_id": "job-1",
         }
         assert run_job(job, context, get_dependencies())["statusCode"] == 200
         assert client.posts["conn-1"][-1]["type"] == "result"

@@ -221,3 +221,25 @@ def test_worker_log_lines_carry_the_invocation_keys() -> None:
         logging.getLogger(logger.name).removeHandler(handler)
     stop = [line for line in lines if line["message"] == "stopping the stream"]
     assert stop and stop[0]["connection_id"] == "conn-A" and stop[0]["request_id"] == "q-A"
+
+
+def test_an_unexpected_post_error_stops_the_run_instead_of_killing_the_worker() -> None:
+    rec = Recorder(fail_after=1, exc=RuntimeError)
+    sender = FrameSender(rec, request_id="q")
+    for i in range(3):
+        sender.send(StatusFrame(message=str(i)))
+    stats = sender.close()
+    assert stats.failed == "RuntimeError"
+    assert sender.cancel_signal.is_set()  # the agent stops instead of spending tokens for nobody
+    assert stats.frames_posted == 1 and stats.frames_dropped == 2
+
+
+def test_the_largest_allowed_delta_of_control_characters_fits() -> None:
+    from selador.settings import Settings
+
+    limit = Settings.model_fields["stream_max_frame_chars"].metadata[-1].le
+    rec = Recorder()
+    sender = FrameSender(rec, request_id="q", max_chars=limit)
+    sender.delta("\x01" * limit)  # 6 bytes each once escaped in JSON
+    stats = sender.close()
+    assert stats.failed is None and max(rec.sizes) <= MAX_MESSAGE_BYTES
