@@ -93,6 +93,16 @@ class Limits:
                     f"concurrent limit: at most {cap} queries may run at once on a connection; "
                     "wait for one to finish",
                 )
+        try:
+            return self._count(connection_id, principal, slot)
+        except Exception:
+            self._release(slot)  # a store failure must not leave the slot held until its TTL
+            raise
+
+    def _count(
+        self, connection_id: str, principal: str | None, slot: str | None
+    ) -> Admission | LimitExceeded:
+        settings = self._settings
         now = self._now()
         per_minute = settings.limit_queries_per_minute
         if per_minute:

@@ -151,3 +151,23 @@ def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> Non
         assert store.claim(slot, 900)
         assert run_job(job, context, get_dependencies())["statusCode"] == 200
         assert not store.claim(slot, 900)
+
+
+def test_a_store_failure_while_counting_releases_the_slot(tmp_path) -> None:
+    """Found in review: the slot was claimed, then an increment raised and the slot leaked."""
+    from selador.limits import Admission, Limits, slot_key
+    from selador.settings import Settings
+    from selador.store.sqlite import SqliteStore
+
+    class FailingCounters(SqliteStore):
+        def increment(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
+            raise RuntimeError("throttled")
+
+    store = FailingCounters(str(tmp_path / "s.sqlite3"))
+    limits = Limits(store, Settings(limit_concurrent_per_connection=1))
+    with pytest.raises(RuntimeError, match="throttled"):
+        limits.admit("c", None)
+    assert store.claim(slot_key("c", 0), 60), "the slot is free again"
+    assert isinstance(
+        Limits(SqliteStore(str(tmp_path / "t.sqlite3")), Settings()).admit("c", None), Admission
+    )
