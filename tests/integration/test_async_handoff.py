@@ -128,3 +128,27 @@ def test_duplicate_running_id_is_reported_as_duplicate_even_at_the_concurrency_c
         lambda_handler(message_event(body, connection_id=conn), context)  # running, holds the only slot
         lambda_handler(message_event(body, connection_id=conn, route_key="invoke"), context)
     assert aws.frames(conn)[-1]["code"] == "duplicate_request"
+
+
+def test_a_job_arriving_after_a_reported_failed_hand_off_does_not_run(aws, context, monkeypatch) -> None:
+    """Lambda may queue the event although the call timed out: the client already got an error."""
+    monkeypatch.setenv("RUN_MODE", "async")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
+    from botocore.exceptions import ReadTimeoutError
+
+    captured: list[bytes] = []
+
+    class QueuedButTimedOut:
+        def invoke(self, **kwargs):
+            captured.append(kwargs["Payload"])
+            raise ReadTimeoutError(endpoint_url="https://lambda.us-west-2.amazonaws.com")
+
+    deps = Dependencies(settings=get_settings(), lambda_client=QueuedButTimedOut())
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "late"})
+    with use_dependencies(deps):
+        lambda_handler(message_event(body, connection_id=conn), context)
+        before = aws.frames(conn)
+        assert [f["type"] for f in before] == ["status", "error"]
+        assert lambda_handler(json.loads(captured[0]), context)["statusCode"] == 200
+    assert aws.frames(conn) == before  # exactly one terminal frame

@@ -137,6 +137,14 @@ def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dic
         # duplicate free what a running job still holds.
         logger.warning("duplicate job delivery ignored")
         return {"statusCode": 200}
+    running = run_key(job.connection_id, job.request.request_id)
+    if deps.store.claim(running, deps.settings.run_claim_ttl_seconds):
+        # The route holds this claim for the whole run and drops it only when it told the client
+        # the hand-off failed (e.g. Lambda queued the event but the call timed out). Running now
+        # would stream a second terminal frame; the slot is no longer ours either.
+        deps.store.release(running)
+        logger.warning("job arrived after its hand-off was reported failed; not running it")
+        return {"statusCode": 200}
     try:
         stream_query(
             deps,
@@ -147,6 +155,6 @@ def run_job(payload: Mapping[str, Any], context: Any, deps: Dependencies) -> dic
             first_seq=job.next_seq,
         )
     finally:
-        deps.store.release(run_key(job.connection_id, job.request.request_id))
+        deps.store.release(running)
         release_slot(deps.store, job.slot)
     return {"statusCode": 200}

@@ -129,6 +129,7 @@ def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> Non
     from selador.deps import get_dependencies
     from selador.limits import slot_key
     from selador.websocket.jobs import run_job
+    from selador.websocket.routes import run_key
 
     from .conftest import recording_handler
 
@@ -136,6 +137,7 @@ def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> Non
         store = get_dependencies().store
         slot = slot_key("conn-1", 0)
         assert store.claim(slot, 900)  # what the invoke route took before handing off
+        assert store.claim(run_key("conn-1", "j-1"), 900)  # and the running request's claim
         job = {
             "connection_id": "conn-1",
             "endpoint": "https://api.example/production",
