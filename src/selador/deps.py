@@ -2,12 +2,18 @@
 
 Routes receive a :class:`Dependencies`; nothing below the handler builds a client or reads the
 environment. Every member is created lazily, so a ``$connect`` never pays for the agent stack.
+
+The container and its store are each built exactly once, under a lock, even when many first
+invocations arrive together: the local gateway runs invocations on threads of one process, and a
+cold burst of ``$connect`` would otherwise build one SQLite store per thread, each opening the new
+file at once (SQLite refuses some of those with "database is locked", failing the handshake).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -47,13 +53,20 @@ class Dependencies:
     management_factory: Callable[[str], ManagementApi] | None = None
     lambda_client: Any = None
     _store: ConnectionStore | None = field(default=None, init=False, repr=False)
+    _store_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def store(self) -> ConnectionStore:
-        """The connection store (created on first use)."""
-        if self._store is None:
-            self._store = self.store_factory(self.settings)
-        return self._store
+        """The connection store (created on first use, once, whichever thread gets there first)."""
+        store = self._store
+        if store is not None:
+            return store
+        # Checked again under the lock: concurrent first callers must share one store, not each
+        # open their own connection (and, for SQLite, race to create the same new file).
+        with self._store_lock:
+            if self._store is None:
+                self._store = self.store_factory(self.settings)
+            return self._store
 
     def management(self, endpoint: str) -> ManagementApi:
         """The management API adapter for ``endpoint``."""
@@ -63,11 +76,21 @@ class Dependencies:
 
 
 _override: Dependencies | None = None
+_container: Dependencies | None = None
+_container_lock = threading.Lock()
 
 
-@functools.cache
 def _container_dependencies() -> Dependencies:
-    return Dependencies(settings=get_settings())
+    # Not functools.cache: concurrent first callers would all miss and each get their own
+    # Dependencies, hence their own store, so the store's lock could not make them share one.
+    global _container
+    deps = _container
+    if deps is not None:
+        return deps
+    with _container_lock:
+        if _container is None:
+            _container = Dependencies(settings=get_settings())
+        return _container
 
 
 def get_dependencies() -> Dependencies:
@@ -88,5 +111,7 @@ def use_dependencies(deps: Dependencies) -> Iterator[Dependencies]:
 
 def reset_container() -> None:
     """Forget everything cached per container, as a fresh Lambda container would."""
-    get_settings.cache_clear()
-    _container_dependencies.cache_clear()
+    global _container
+    with _container_lock:
+        get_settings.cache_clear()
+        _container = None

@@ -95,7 +95,8 @@ class SqliteStore(ConnectionStore):
         path: Database file, created (with its parent directory) when missing; ``":memory:"`` for a
             private in-memory database.
         now: Clock returning epoch seconds; tests inject a fake one.
-        busy_timeout_ms: How long a write waits for another process's write lock before failing.
+        busy_timeout_ms: How long a write, or opening the file, waits for another connection's lock
+            before failing.
     """
 
     def __init__(
@@ -123,8 +124,7 @@ class SqliteStore(ConnectionStore):
             uri=path.startswith("file:"),
         )
         try:
-            # WAL persists in the file; ":memory:" answers "memory", which is fine.
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(busy_timeout_ms / 1000)
             # NORMAL is durable against process crashes in WAL mode; a power loss may drop the last
             # transactions, acceptable for connection bookkeeping that expires anyway.
             self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -135,6 +135,32 @@ class SqliteStore(ConnectionStore):
         except BaseException:
             self._conn.close()
             raise
+
+    def _enable_wal(self, timeout_s: float) -> None:
+        """Switch the file to WAL, retrying while another connection holds it busy.
+
+        SQLite answers a journal-mode switch it cannot make at once with ``SQLITE_BUSY`` straight
+        away, without calling the busy handler, so ``timeout`` does not cover it: several
+        connections opening a new file together (threads or processes) would otherwise fail with
+        "database is locked" in well under a millisecond. Retrying within the busy timeout gives
+        the same guarantee every other statement here has.
+
+        Args:
+            timeout_s: How long to keep retrying before letting the error through.
+        """
+        deadline = time.monotonic() + timeout_s
+        pause = 0.001
+        while True:
+            try:
+                # WAL persists in the file; ":memory:" answers "memory", which is fine.
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                remaining = deadline - time.monotonic()
+                if not _is_busy(exc) or remaining <= 0:
+                    raise
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
 
     def _transaction(self) -> _ImmediateTransaction:
         return _ImmediateTransaction(self._conn)
@@ -265,6 +291,13 @@ class SqliteStore(ConnectionStore):
                 {"key": _COUNTER_PREFIX + key, "amount": amount, "exp": expires_at, "now": now},
             ).fetchall()
         return int(rows[0][0])
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (any ``SQLITE_BUSY_*``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    # The low byte is the primary result code; extended codes (BUSY_RECOVERY…) share it.
+    return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 class _ImmediateTransaction:

@@ -122,6 +122,47 @@ def test_writer_gives_up_after_busy_timeout(path: str) -> None:
     assert store.claim("k", 60) is True
 
 
+def _hold_write_lock_on_new_file(path: str) -> sqlite3.Connection:
+    """Another connection in the middle of creating the file (rollback journal, RESERVED lock).
+
+    That is the state a connection switching a new file to WAL is in; SQLite then refuses a second
+    connection's switch at once, without calling its busy handler.
+    """
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE unrelated (x)")
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_opening_waits_for_another_connections_lock_on_a_new_file(path: str) -> None:
+    other = _hold_write_lock_on_new_file(path)
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    began = time.monotonic()
+    try:
+        store = SqliteStore(path, busy_timeout_ms=5000)
+    finally:
+        timer.join()
+        other.close()
+    assert time.monotonic() - began >= 0.25
+    assert store.claim("k", 60) is True
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_opening_gives_up_after_busy_timeout(path: str) -> None:
+    other = _hold_write_lock_on_new_file(path)
+    began = time.monotonic()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            SqliteStore(path, busy_timeout_ms=200)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert time.monotonic() - began >= 0.15
+    assert SqliteStore(path).claim("k", 60) is True
+
+
 def test_file_is_in_wal_mode(path: str) -> None:
     SqliteStore(path)
     with sqlite3.connect(path) as conn:
