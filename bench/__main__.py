@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="handler setting for streaming and concurrency",
     )
+    parser.add_argument(
+        "--isolation",
+        choices=["process", "thread"],
+        default="process",
+        help="the local gateway's --isolation for concurrency (default %(default)s)",
+    )
     parser.add_argument("--build", action="store_true", help="run sam build when no .aws-sam build exists")
     parser.add_argument("--output", default=str(results_module.RESULTS_PATH), help="results file")
     return parser
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         attempt(
             "concurrency",
             [(f"concurrency.{n}", "x", 3.0) for n in levels],
-            lambda: concurrency.run(levels, env),
+            lambda: concurrency.run(levels, env, isolation=args.isolation),
         )
     if "bundle" in groups:
         from bench import bundle

@@ -10,6 +10,12 @@ The comparison is a bare ``websockets`` server (``bench/_bare_server.py``, also 
 replays the frames of one real answer with their recorded spacing: what this machine can do with
 no handler at all. Target: every client completes, nothing is lost, and the gateway's p99 time to
 first frame is at most 3x the bare server's.
+
+Beside it, the **ping floor**: the same gateway and handler answering ``ping`` (one
+PostToConnection, nothing else). Any first frame through API Gateway -> Lambda -> @connections
+costs at least that here, so ``p99_vs_ping_floor`` is what the query path adds on top of the
+architecture, and the floor against the bare server is what the architecture costs on this machine.
+The gateway runs with ``--isolation process`` (``python -m bench --isolation thread`` compares).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from bench.results import Result, judged
 from bench.stats import percentile
 
 P99_RATIO_TARGET = 3.0
+WARM_UP_CLIENTS = 8
+"""A small burst before the levels: every worker process of the gateway serves a query once,
+so the levels measure warm containers (the thread runtime's one process is warm after one)."""
 _BANNER = re.compile(r"WebSocket\s+(ws://\S+)")
 QUESTION = "What are the zoning requirements for residential development in LR2?"
 
@@ -83,10 +92,12 @@ def _spawn(
 
 
 @contextmanager
-def gateway(concurrency: int, env: dict[str, str]) -> Iterator[Server]:
+def gateway(concurrency: int, env: dict[str, str], isolation: str = "process") -> Iterator[Server]:
     """``selador serve --port 0`` with the handler's log quiet."""
     command = [sys.executable, "-m", "selador.local.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
     command += [
+        "--isolation",
+        isolation,
         "--template",
         str(REPO / "template.yaml"),
         "--concurrency",
@@ -124,15 +135,25 @@ class ClientRun:
         return gaps + (0 if self.done is not None else 1)
 
 
+_TERMINAL = {"invoke": ("result", "error"), "ping": ("pong",)}
+
+
 async def _client(
-    url: str, index: int, start: asyncio.Event, connected: asyncio.Semaphore, run: ClientRun, timeout: float
+    url: str,
+    index: int,
+    start: asyncio.Event,
+    connected: asyncio.Semaphore,
+    run: ClientRun,
+    timeout: float,
+    action: str = "invoke",
 ) -> None:
     from websockets.asyncio.client import connect
 
     request_id = f"c-{index}"
     message = json.dumps(
-        {"action": "invoke", "question": QUESTION, "query_type": "zoning", "request_id": request_id}
+        {"action": action, "question": QUESTION, "query_type": "zoning", "request_id": request_id}
     )
+    terminal = _TERMINAL[action]
     async with connect(
         url, proxy=None, open_timeout=120, max_size=None, ping_interval=None, compression=None
     ) as ws:
@@ -149,18 +170,18 @@ async def _client(
                 if run.first is None:
                     run.first = now
                 run.frames.append(frame)
-                if frame.get("type") in ("result", "error"):
+                if frame.get("type") in terminal:
                     run.done = now
                     return
 
 
-async def _level(url: str, clients: int, timeout: float) -> dict[str, Any]:
+async def _level(url: str, clients: int, timeout: float, action: str = "invoke") -> dict[str, Any]:
     start = asyncio.Event()
     connected = asyncio.Semaphore(0)
     runs = [ClientRun() for _ in range(clients)]
     tasks = []
     for index in range(clients):
-        tasks.append(asyncio.create_task(_client(url, index, start, connected, runs[index], timeout)))
+        tasks.append(asyncio.create_task(_client(url, index, start, connected, runs[index], timeout, action)))
         if index % 50 == 49:
             await asyncio.sleep(0.05)  # connect in waves, not as a SYN flood
     for _ in range(clients):
@@ -170,8 +191,13 @@ async def _level(url: str, clients: int, timeout: float) -> dict[str, Any]:
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     errors = [repr(o) for o in outcomes if isinstance(o, BaseException)]
     ttff = [(r.first - r.sent) * 1000 for r in runs if r.first is not None]
-    completed = [r for r in runs if r.done is not None and r.frames[-1].get("type") == "result"]
+    completed = [r for r in runs if r.done is not None and r.frames[-1].get("type") == _TERMINAL[action][0]]
     frames = sum(len(r.frames) for r in runs)
+    error_codes: dict[str, int] = {}
+    for r in runs:
+        if r.done is not None and r.frames[-1].get("type") == "error":
+            code = str(r.frames[-1].get("code"))
+            error_codes[code] = error_codes.get(code, 0) + 1
     began = min(r.sent for r in runs if r.sent)
     ended = max((r.done or r.first or began) for r in runs)
     return {
@@ -183,6 +209,7 @@ async def _level(url: str, clients: int, timeout: float) -> dict[str, Any]:
         "frames_per_s": round(frames / max(ended - began, 1e-9), 1),
         "wall_s": round(ended - began, 2),
         "errors": errors[:3],
+        "error_frames": error_codes,
     }
 
 
@@ -247,14 +274,33 @@ def _stream_stops(server: Server, since: int) -> dict[str, int]:
     return reasons
 
 
-def run(levels: list[int], env: dict[str, str], timeout: float = 120) -> list[Result]:
-    """Target 6 for each level."""
+def run(
+    levels: list[int], env: dict[str, str], timeout: float = 120, isolation: str = "process"
+) -> list[Result]:
+    """Target 6 for each level.
+
+    Args:
+        levels: Concurrent clients per level.
+        env: Handler settings (``--env``).
+        timeout: Seconds a client waits for its answer.
+        isolation: The gateway's ``--isolation`` (``process`` or ``thread``).
+
+    Returns:
+        One result per level.
+    """
     gateway_rows: list[dict[str, Any]] = []
+    floor_rows: list[dict[str, Any]] = []
     bare_rows: list[dict[str, Any]] = []
     with temp_dir() as tmp:
-        with gateway(max(levels) + 16, env) as server:
+        with gateway(max(levels) + 16, env, isolation) as server:
             script = asyncio.run(_record_script(server.url))
+            asyncio.run(_level(server.url, WARM_UP_CLIENTS, timeout))
+            asyncio.run(_level(server.url, WARM_UP_CLIENTS, timeout, action="ping"))
             for clients in levels:
+                # The floor: the same gateway and handler answering "ping" with one
+                # PostToConnection (no store, no hand-off, no agent), which is the least any first
+                # frame through API Gateway -> Lambda -> @connections costs on this machine.
+                floor_rows.append(asyncio.run(_level(server.url, clients, timeout, action="ping")))
                 before, seen = _gateway_counters(server), len(server.lines)
                 row = asyncio.run(_level(server.url, clients, timeout))
                 after = _gateway_counters(server)
@@ -268,10 +314,11 @@ def run(levels: list[int], env: dict[str, str], timeout: float = 120) -> list[Re
         path = tmp / "script.json"
         path.write_text(json.dumps(script))
         with bare_server(path) as server:
+            asyncio.run(_level(server.url, WARM_UP_CLIENTS, timeout))
             for clients in levels:
                 bare_rows.append(asyncio.run(_level(server.url, clients, timeout)))
     results = []
-    for row, bare in zip(gateway_rows, bare_rows, strict=True):
+    for row, floor, bare in zip(gateway_rows, floor_rows, bare_rows, strict=True):
         clients = row["clients"]
         ratio = (row["ttff_p99_ms"] or float("inf")) / max(bare["ttff_p99_ms"] or 1e-9, 1e-9)
         result = judged(
@@ -279,11 +326,22 @@ def run(levels: list[int], env: dict[str, str], timeout: float = 120) -> list[Re
             round(ratio, 2),
             "x",
             P99_RATIO_TARGET,
-            detail={"gateway": row, "bare_websockets": bare, "frames_per_answer": len(script)},
+            detail={
+                "gateway": row,
+                "gateway_ping_floor": floor,
+                "bare_websockets": bare,
+                "frames_per_answer": len(script),
+                "isolation": isolation,
+                "p99_vs_ping_floor": round(
+                    (row["ttff_p99_ms"] or float("inf")) / max(floor["ttff_p99_ms"] or 1e-9, 1e-9), 2
+                ),
+            },
             note=f"{row['completed']}/{clients} done, {row['lost_frames']} lost, ttff p50/p99 "
             f"{row['ttff_p50_ms']}/{row['ttff_p99_ms']} ms vs bare "
-            f"{bare['ttff_p50_ms']}/{bare['ttff_p99_ms']} ms, "
-            f"{row['frames_per_s']:.0f} fps",
+            f"{bare['ttff_p50_ms']}/{bare['ttff_p99_ms']} ms (ping floor "
+            f"{floor['ttff_p50_ms']}/{floor['ttff_p99_ms']} ms), "
+            f"{row['frames_per_s']:.0f} fps"
+            + (f", error frames {row['error_frames']}" if row["error_frames"] else ""),
         )
         if row["completed"] != clients or row["lost_frames"]:
             result.status = "FAIL"

@@ -21,9 +21,11 @@ DEFAULT_STAGE = "production"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_ACCOUNT = "123456789012"
 _ID_ALPHABET = string.ascii_letters + string.digits
-# OS entropy, not the global generator: tests that seed ``random`` (Hypothesis does, per example)
-# must still get distinct connection ids, as API Gateway's are, or per-connection state collides.
-_IDS = random.SystemRandom()
+# A generator of its own, seeded from OS entropy, not the global one: tests that seed ``random``
+# (Hypothesis does, per example) must still get distinct connection ids, as API Gateway's are, or
+# per-connection state collides. Not SystemRandom: one urandom call per character made ids a
+# seventh of the gateway's CPU under load, and these ids are not secrets.
+_IDS = random.Random()
 
 
 def _random_id(length: int, alphabet: str = _ID_ALPHABET) -> str:

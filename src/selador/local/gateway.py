@@ -651,7 +651,7 @@ class Gateway:
                 self.counters["async_retries"] += 1
                 await asyncio.sleep(self.options.async_retry_delay * attempt)
             label = f"lambda Event {self.options.function_name} (attempt {attempt + 1})"
-            outcome = await self.runtime.invoke(event, label=label)
+            outcome = await self.runtime.invoke(event, label=label, background=True)
             if outcome.ok:
                 return
 

@@ -169,6 +169,30 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     }
 
 
+def call_handler(handler: Handler, event: Any, context: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Run the handler once; its JSON-round-tripped result, or Lambda's error document.
+
+    Args:
+        handler: The handler.
+        event: The (already JSON-round-tripped) event.
+        context: The context.
+
+    Returns:
+        ``(payload, None)`` on success, ``(None, error)`` when the handler raised, exited or
+        returned something JSON cannot carry (``Runtime.MarshalError``).
+    """
+    try:
+        result = handler(event, context)
+    except SystemExit as exc:
+        return None, _error(exc, "Runtime.ExitError")
+    except Exception as exc:  # noqa: BLE001 - any handler failure is the invocation's error document
+        return None, _error(exc)
+    try:
+        return json.loads(json.dumps(result)), None
+    except (TypeError, ValueError) as exc:
+        return None, _error(exc, "Runtime.MarshalError")
+
+
 class LambdaRuntime:
     """Invokes one handler concurrently, with Lambda's event, context and error semantics.
 
@@ -228,12 +252,15 @@ class LambdaRuntime:
             deadline=time.monotonic() + self.timeout,
         )
 
-    async def invoke(self, event: Any, *, label: str) -> Invocation:
+    async def invoke(self, event: Any, *, label: str, background: bool = False) -> Invocation:
         """Run the handler on a worker thread and wait for its outcome (at most ``timeout``).
 
         Args:
             event: The event; it is serialised and parsed again before the handler sees it.
             label: What to call the invocation in the log (route and connection).
+            background: An asynchronous (``Event``) invocation, which nobody waits for. Threads
+                run it like any other; :class:`~selador.local.processes.ProcessRuntime` gives it
+                its own, lower-priority processes.
 
         Returns:
             The outcome; handler failures are in ``error``, never raised.
@@ -250,9 +277,7 @@ class LambdaRuntime:
             return outcome
         with self._lock:
             self._running += 1
-        future: Future[tuple[Any, dict[str, Any] | None]] = self._executor.submit(
-            self._call, wire_event, context
-        )
+        future = self._submit(wire_event, context, background=background)
         # Counted down when the thread ends, not when the wait does: a timed-out run still runs.
         future.add_done_callback(self._finished)
         try:
@@ -268,6 +293,13 @@ class LambdaRuntime:
         outcome = Invocation(context.aws_request_id, payload, error, (time.monotonic() - started) * 1000)
         self._record(outcome, label)
         return outcome
+
+    def _submit(
+        self, event: Any, context: LambdaContext, *, background: bool
+    ) -> Future[tuple[Any, dict[str, Any] | None]]:
+        """Start one invocation; the future holds ``(payload, error)``."""
+        del background  # one pool of threads runs every invocation
+        return self._executor.submit(call_handler, self.handler, event, context)
 
     @property
     def running(self) -> int:
@@ -297,18 +329,6 @@ class LambdaRuntime:
                 outcome.duration_ms,
                 outcome.request_id[:8],
             )
-
-    def _call(self, event: Any, context: LambdaContext) -> tuple[Any, dict[str, Any] | None]:
-        try:
-            result = self.handler(event, context)
-        except SystemExit as exc:
-            return None, _error(exc, "Runtime.ExitError")
-        except Exception as exc:  # noqa: BLE001 - any handler failure is the invocation's error document
-            return None, _error(exc)
-        try:
-            return json.loads(json.dumps(result)), None
-        except (TypeError, ValueError) as exc:
-            return None, _error(exc, "Runtime.MarshalError")
 
     def shutdown(self) -> None:
         """Stop taking invocations; running ones finish on their threads."""

@@ -43,6 +43,7 @@ from selador.local.gateway import (
     Gateway,
     GatewayOptions,
 )
+from selador.local.processes import ProcessRuntime, default_workers
 from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
 from selador.local.template import FunctionConfig, TemplateError, load_template, load_yaml
 from selador.settings import SettingsError, load_settings
@@ -413,7 +414,18 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
-        help="invocations at once (default %(default)s)",
+        help="invocations at once, per pool of workers (default %(default)s)",
+    )
+    add(
+        "--isolation",
+        choices=["process", "thread"],
+        default="process",
+        help="run the handler in worker processes (default; API and Event invocations in separate "
+        "pools) or on threads of the gateway's process",
+    )
+    add("--workers", type=int, help="front worker processes (default: one per CPU)")
+    add(
+        "--background-workers", type=int, help="worker processes for Event invocations (default: one per CPU)"
     )
     add(
         "--integration-timeout",
@@ -457,6 +469,7 @@ def _banner(
     function_name: str,
     options: GatewayOptions,
     concurrency: int,
+    runtime: str,
     max_frame_bytes: int,
     applied: Mapping[str, str],
     cli_env: Mapping[str, str],
@@ -489,6 +502,7 @@ def _banner(
         f"  Lambda      {endpoints.lambda_endpoint}/2015-03-31/functions/{function_name}/invocations",
         f"  Stats       {endpoints.base}{STATS_PATH}",
         f"  Handler     {handler}",
+        f"  Runtime     {runtime}",
         f"  Model       {model}",
         f"  Knowledge   {knowledge}",
         f"  Store       {store}",
@@ -610,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
                 function_name=function_name,
                 options=options,
                 concurrency=args.concurrency,
+                runtime=_runtime_summary(args),
                 max_frame_bytes=args.max_frame_bytes,
                 applied=overrides,
                 cli_env=cli_env,
@@ -625,14 +640,34 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as exc:
             print(f"selador serve: {exc}", file=sys.stderr)
             return 2
-        runtime = LambdaRuntime(
-            handler,
-            function_name=function_name,
-            timeout=function.timeout,
-            memory_size=function.memory_size,
-            region=LOCAL_REGION,
-            concurrency=args.concurrency,
-        )
+        runtime: LambdaRuntime
+        if args.isolation == "process":
+            # Workers inherit os.environ as it is now: the handler's environment is already set.
+            runtime = ProcessRuntime(
+                handler_spec,
+                function_name=function_name,
+                timeout=function.timeout,
+                memory_size=function.memory_size,
+                region=LOCAL_REGION,
+                concurrency=args.concurrency,
+                workers=args.workers,
+                background_workers=args.background_workers,
+            )
+            try:
+                runtime.start()
+            except (HandlerLoadError, RuntimeError) as exc:
+                runtime.terminate(grace=0)
+                print(f"selador serve: {exc}", file=sys.stderr)
+                return 1
+        else:
+            runtime = LambdaRuntime(
+                handler,
+                function_name=function_name,
+                timeout=function.timeout,
+                memory_size=function.memory_size,
+                region=LOCAL_REGION,
+                concurrency=args.concurrency,
+            )
         gateway = Gateway(runtime, options)
         server = build_server(
             gateway, max_frame_bytes=args.max_frame_bytes, on_ready=lambda: print(banner, flush=True)
@@ -646,12 +681,31 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _runtime_summary(args: argparse.Namespace) -> str:
+    if args.isolation == "thread":
+        return f"threads of this process (--isolation thread), {args.concurrency} at once"
+    return (
+        f"{args.workers or default_workers()} front + {args.background_workers or default_workers()} "
+        f"background (Event, lower priority) worker processes, {args.concurrency} at once per pool"
+    )
+
+
 def _finish(runtime: LambdaRuntime, workdir: str, grace: float = 3.0) -> None:
     """Let running invocations end briefly; then leave without waiting for their threads."""
     runtime.shutdown()
     deadline = time.monotonic() + grace
     while runtime.running and time.monotonic() < deadline:
         time.sleep(0.05)
+    if isinstance(runtime, ProcessRuntime):
+        if runtime.running:
+            print(
+                f"selador serve: stopping workers with {runtime.running} running invocation(s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        runtime.terminate(grace=0.5)
+        print("Stopped.", flush=True)
+        return
     if runtime.running:
         # Worker threads cannot be killed and the interpreter would wait for them at exit.
         print(

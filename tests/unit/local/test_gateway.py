@@ -743,3 +743,18 @@ async def test_close_all_closes_with_1001_and_runs_disconnect() -> None:
             await asyncio.wrap_future(future)
         (event,) = recorder.wait_for("DISCONNECT")
     assert event["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_ids_stay_distinct_when_the_global_generator_is_seeded() -> None:
+    # Hypothesis seeds ``random`` per example; connection ids drawn from it would repeat and two
+    # connections would share per-connection state.
+    import random
+
+    from selador.local.events import new_connection_id, new_message_id
+
+    ids = []
+    for _ in range(3):
+        random.seed(1234)
+        ids += [new_connection_id(), new_message_id()]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{15}=", i) for i in ids)
