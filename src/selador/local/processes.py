@@ -25,6 +25,8 @@ others it shares the worker with).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import logging
@@ -33,8 +35,11 @@ import multiprocessing
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+import traceback
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -58,9 +63,17 @@ log = logging.getLogger("selador.gateway")
 Outcome = tuple[Any, dict[str, Any] | None]
 
 
+MAX_DEFAULT_WORKERS = 4
+"""The default pool size stops here: every worker is a container of its own (imports, store, model)."""
+
+
 def default_workers() -> int:
-    """Workers per pool: one per CPU (at least one)."""
-    return max(1, os.cpu_count() or 1)
+    """Workers per pool: one per CPU this process may use, at least one, at most four."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # the CPUs a container or taskset allows, not the host's
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,11 @@ def _worker_main(conn: Connection, spec: _WorkerSpec) -> None:  # pragma: no cov
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if spec.nice and hasattr(os, "nice"):  # not on Windows: same priority there
         os.nice(spec.nice)
+    # Line by line, as Lambda ships logs: a block buffer would lose the last lines of a worker
+    # that is terminated or exits abruptly, and interleave badly with the others.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
@@ -86,17 +104,28 @@ def _worker_main(conn: Connection, spec: _WorkerSpec) -> None:  # pragma: no cov
 
     try:
         handler = load_handler(spec.handler)
-    except HandlerLoadError as exc:
-        send(("load_error", str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - whatever the import raised is the load error
+        send(("load_error", "".join(traceback.format_exception_only(exc)).strip()))
         return
     executor = ThreadPoolExecutor(max_workers=spec.threads, thread_name_prefix="lambda")
 
     def run(invocation_id: int, wire_event: str, request_id: str, deadline: float) -> None:
-        # time.monotonic() is CLOCK_MONOTONIC, one clock for every process on the machine, so
-        # the deadline the gateway set still holds here (time spent queued counts, as on Lambda).
-        context = LambdaContext(aws_request_id=request_id, deadline=deadline, **spec.context)
-        # The payload has been through JSON already (call_handler), so it pickles.
-        payload, error = call_handler(handler, json.loads(wire_event), context)
+        payload: Any = None
+        error: dict[str, Any] | None
+        try:
+            # time.monotonic() is CLOCK_MONOTONIC, one clock for every process on the machine,
+            # so the deadline the gateway set holds here (time spent queued counts, as on Lambda).
+            if time.monotonic() >= deadline:
+                # Queued past the function's timeout: the caller has had its Sandbox.Timedout,
+                # and running it now would act on a request everyone has given up on.
+                error = {"errorMessage": "not run: queued past the timeout", "errorType": "Sandbox.Timedout"}
+                send(("done", invocation_id, None, error))
+                return
+            context = LambdaContext(aws_request_id=request_id, deadline=deadline, **spec.context)
+            # The payload has been through JSON already (call_handler), so it pickles.
+            payload, error = call_handler(handler, json.loads(wire_event), context)
+        except BaseException as exc:  # noqa: BLE001 - every invocation must answer, or it hangs
+            error = {"errorMessage": repr(exc)[:1000], "errorType": "Runtime.Unknown"}
         send(("done", invocation_id, payload, error))
 
     send(("ready", os.getpid()))
@@ -104,7 +133,9 @@ def _worker_main(conn: Connection, spec: _WorkerSpec) -> None:  # pragma: no cov
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            break  # the gateway went away
+            # The gateway is gone (killed, crashed): nobody can receive an answer or a frame,
+            # so stop now rather than finish runs as an orphan.
+            os._exit(1)
         if message is None:
             break
         executor.submit(run, *message)
@@ -124,6 +155,8 @@ class _Worker:
     outbox: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     alive: bool = True
     load_error: str | None = None
+    exit_code: int | None = None
+    pid: int = 0
 
     def send(self, message: Any) -> None:
         """Queue a message for the worker; never blocks (the caller is the gateway's event loop)."""
@@ -190,9 +223,11 @@ class ProcessRuntime(LambdaRuntime):
         self.handler_spec = handler_spec
         self._mp = multiprocessing.get_context("spawn")
         self._sizes = {
-            "front": max(1, workers or default_workers()),
-            "background": max(1, background_workers or default_workers()),
+            "front": default_workers() if workers is None else workers,
+            "background": default_workers() if background_workers is None else background_workers,
         }
+        if min(self._sizes.values()) < 1:
+            raise ValueError("each pool needs at least one worker")
         self._nice = {"front": 0, "background": max(0, background_nice)}
         self._pools: dict[str, list[_Worker]] = {name: [] for name in self._sizes}
         self._ids = itertools.count(1)
@@ -210,7 +245,7 @@ class ProcessRuntime(LambdaRuntime):
 
         Raises:
             HandlerLoadError: when a worker cannot load the handler.
-            RuntimeError: when a worker does not start in time.
+            RuntimeError: when a worker does not start in time or dies while starting.
         """
         with self._pool_lock:
             for name, size in self._sizes.items():
@@ -223,15 +258,16 @@ class ProcessRuntime(LambdaRuntime):
                 raise RuntimeError(f"a {worker.pool} worker did not start within {wait:g} s")
             if worker.load_error is not None:
                 raise HandlerLoadError(worker.load_error)
+            if not worker.alive:
+                raise RuntimeError(
+                    f"a {worker.pool} worker exited while starting (status {worker.exit_code})"
+                )
 
     @property
     def worker_pids(self) -> dict[str, list[int]]:
         """Process ids of the live workers, per pool."""
         with self._pool_lock:
-            return {
-                name: [w.process.pid for w in pool if w.alive and w.process.pid is not None]
-                for name, pool in self._pools.items()
-            }
+            return {name: [w.pid for w in pool if w.alive] for name, pool in self._pools.items()}
 
     def shutdown(self) -> None:
         """Stop taking invocations; workers finish what they run, then exit."""
@@ -249,19 +285,23 @@ class ProcessRuntime(LambdaRuntime):
             workers = [w for pool in self._pools.values() for w in pool]
         deadline = time.monotonic() + grace
         for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
+            # ValueError: the reader closed a worker that exited meanwhile; nothing left to stop.
+            with contextlib.suppress(ValueError):
+                worker.process.join(max(0.0, deadline - time.monotonic()))
         for worker in workers:
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(2.0)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(2.0)
+            with contextlib.suppress(ValueError):
+                if worker.process.is_alive():
+                    worker.process.terminate()
+                    worker.process.join(2.0)
+                if worker.process.is_alive():
+                    worker.process.kill()
+                    worker.process.join(2.0)
 
     # ------------------------------------------------------------------------------ invocations
 
-    def _submit(self, event: Any, context: LambdaContext, *, background: bool) -> Future[Outcome]:
+    def _submit(self, wire_event: str, context: LambdaContext, *, background: bool) -> Future[Outcome]:
         future: Future[Outcome] = Future()
+        future.set_running_or_notify_cancel()  # like an executor's: nobody can cancel it now
         if self._closed:
             future.set_result(
                 (None, {"errorMessage": "the gateway is stopping", "errorType": "Runtime.Stopped"})
@@ -275,7 +315,7 @@ class ProcessRuntime(LambdaRuntime):
             # It died after being picked and its reader may have failed the others already.
             self._fail(worker, invocation_id, "Runtime exited with error: the worker is gone")
             return future
-        worker.send((invocation_id, json.dumps(event), context.aws_request_id, context.deadline))
+        worker.send((invocation_id, wire_event, context.aws_request_id, context.deadline))
         return future
 
     def _pick(self, pool_name: str) -> _Worker:
@@ -303,7 +343,8 @@ class ProcessRuntime(LambdaRuntime):
             "invoked_function_arn": self.arn,
             "memory_limit_in_mb": str(self.memory_size),
             "log_group_name": f"/aws/lambda/{self.function_name}",
-            "log_stream_name": self._log_stream,
+            # One stream per execution environment, as Lambda names them.
+            "log_stream_name": time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex,
         }
         spec = _WorkerSpec(self.handler_spec, threads, self._nice[pool_name], context)
         parent, child = self._mp.Pipe()
@@ -312,7 +353,7 @@ class ProcessRuntime(LambdaRuntime):
         )
         process.start()
         child.close()
-        worker = _Worker(process, parent, pool_name)
+        worker = _Worker(process, parent, pool_name, pid=process.pid or 0)
         threading.Thread(
             target=self._read, args=(worker,), name=f"selador-{pool_name}-reader", daemon=True
         ).start()
@@ -320,7 +361,7 @@ class ProcessRuntime(LambdaRuntime):
         return worker
 
     def _read(self, worker: _Worker) -> None:
-        """Deliver the worker's outcomes; when it dies, fail what it was running."""
+        """Deliver the worker's outcomes; when it dies, fail what it was running and clean up."""
         try:
             while True:
                 message = worker.conn.recv()
@@ -329,33 +370,46 @@ class ProcessRuntime(LambdaRuntime):
                     _, invocation_id, payload, error = message
                     with worker.lock:
                         future = worker.inflight.pop(invocation_id, None)
-                    if future is not None:
+                    if future is not None and not future.done():
                         future.set_result((payload, error))
                 elif kind == "ready":
                     worker.ready.set()
                 elif kind == "load_error":
                     worker.load_error = message[1]
-                    worker.ready.set()
         except (EOFError, OSError):
-            pass
-        worker.alive = False
-        worker.ready.set()
-        worker.process.join(5.0)
-        code = worker.process.exitcode
-        with worker.lock:
-            lost = list(worker.inflight)
-        for invocation_id in lost:
-            self._fail(
-                worker, invocation_id, worker.load_error or f"Runtime exited with error: exit status {code}"
-            )
-        if lost and not self._closed:
-            log.warning(
-                "a %s worker exited (status %s) with %d invocation(s) running", worker.pool, code, len(lost)
-            )
+            pass  # the worker exited (or was killed)
+        finally:
+            # Whatever ended the loop, nothing more comes from this worker: mark it dead first,
+            # so an invocation registered from now on fails at once instead of waiting (_submit).
+            worker.alive = False
+            worker.outbox.put(None)  # ends the writer thread
+            worker.process.join(5.0)
+            code = worker.exit_code = worker.process.exitcode
+            worker.ready.set()  # after the exit code is known: start() reports it
+            with worker.lock:
+                lost = list(worker.inflight)
+            if worker.load_error is not None:
+                reason, error_type = worker.load_error, "Runtime.ImportModuleError"
+            else:
+                reason, error_type = f"Runtime exited with error: exit status {code}", "Runtime.ExitError"
+            for invocation_id in lost:
+                self._fail(worker, invocation_id, reason, error_type)
+            if lost and not self._closed:
+                log.warning(
+                    "a %s worker exited (status %s) with %d invocation(s) running",
+                    worker.pool,
+                    code,
+                    len(lost),
+                )
+            worker.conn.close()
+            if code is not None:
+                worker.process.close()  # its sentinel and pipe; a dead worker must not leak them
 
     @staticmethod
-    def _fail(worker: _Worker, invocation_id: int, message: str) -> None:
+    def _fail(
+        worker: _Worker, invocation_id: int, message: str, error_type: str = "Runtime.ExitError"
+    ) -> None:
         with worker.lock:
             future = worker.inflight.pop(invocation_id, None)
         if future is not None and not future.done():
-            future.set_result((None, {"errorMessage": message, "errorType": "Runtime.ExitError"}))
+            future.set_result((None, {"errorMessage": message, "errorType": error_type}))

@@ -162,8 +162,12 @@ class Invocation:
 
 
 def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets a document
+        message = f"<{type(exc).__name__} with an unprintable message>"
     return {
-        "errorMessage": str(exc),
+        "errorMessage": message,
         "errorType": error_type or type(exc).__name__,
         "stackTrace": traceback.format_tb(exc.__traceback__),
     }
@@ -185,12 +189,18 @@ def call_handler(handler: Handler, event: Any, context: Any) -> tuple[Any, dict[
         result = handler(event, context)
     except SystemExit as exc:
         return None, _error(exc, "Runtime.ExitError")
-    except Exception as exc:  # noqa: BLE001 - any handler failure is the invocation's error document
+    except BaseException as exc:  # noqa: BLE001 - any handler failure is the invocation's error document
+        # BaseException too: a CancelledError escaping a handler's own event loop must still
+        # answer, or the invocation would hang until the function's timeout.
         return None, _error(exc)
     try:
         return json.loads(json.dumps(result)), None
     except (TypeError, ValueError) as exc:
         return None, _error(exc, "Runtime.MarshalError")
+
+
+def _call_wire(handler: Handler, wire_event: str, context: Any) -> tuple[Any, dict[str, Any] | None]:
+    return call_handler(handler, json.loads(wire_event), context)
 
 
 class LambdaRuntime:
@@ -269,7 +279,7 @@ class LambdaRuntime:
         context = self.new_context()
         self.total += 1
         try:
-            wire_event = json.loads(json.dumps(event))
+            wire_event = json.dumps(event)
         except (TypeError, ValueError) as exc:
             # Only reachable through a bug in the gateway: every event it builds is JSON.
             outcome = Invocation(context.aws_request_id, None, _error(exc, "Runtime.InvalidEvent"), 0.0)
@@ -277,7 +287,14 @@ class LambdaRuntime:
             return outcome
         with self._lock:
             self._running += 1
-        future = self._submit(wire_event, context, background=background)
+        try:
+            future = self._submit(wire_event, context, background=background)
+        except Exception as exc:  # noqa: BLE001 - e.g. no process could be started: the invocation fails, the gateway stays up
+            with self._lock:
+                self._running -= 1
+            outcome = Invocation(context.aws_request_id, None, _error(exc, "Runtime.Unavailable"), 0.0)
+            self._record(outcome, label)
+            return outcome
         # Counted down when the thread ends, not when the wait does: a timed-out run still runs.
         future.add_done_callback(self._finished)
         try:
@@ -295,11 +312,11 @@ class LambdaRuntime:
         return outcome
 
     def _submit(
-        self, event: Any, context: LambdaContext, *, background: bool
+        self, wire_event: str, context: LambdaContext, *, background: bool
     ) -> Future[tuple[Any, dict[str, Any] | None]]:
-        """Start one invocation; the future holds ``(payload, error)``."""
+        """Start one invocation of the event (JSON text); the future holds ``(payload, error)``."""
         del background  # one pool of threads runs every invocation
-        return self._executor.submit(call_handler, self.handler, event, context)
+        return self._executor.submit(_call_wire, self.handler, wire_event, context)
 
     @property
     def running(self) -> int:

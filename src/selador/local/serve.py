@@ -423,9 +423,11 @@ def _parser() -> argparse.ArgumentParser:
         help="run the handler in worker processes (default; API and Event invocations in separate "
         "pools) or on threads of the gateway's process",
     )
-    add("--workers", type=int, help="front worker processes (default: one per CPU)")
+    add("--workers", type=_positive, help="front worker processes (default: one per CPU, at most 4)")
     add(
-        "--background-workers", type=int, help="worker processes for Event invocations (default: one per CPU)"
+        "--background-workers",
+        type=_positive,
+        help="worker processes for Event invocations (default: one per CPU, at most 4)",
     )
     add(
         "--integration-timeout",
@@ -448,6 +450,16 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="gateway log level"
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _rate(value: float, flag: str) -> float:

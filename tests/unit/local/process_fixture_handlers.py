@@ -77,4 +77,12 @@ def dispatch(event: dict[str, Any], context: Any) -> Any:
         "sleep": sleep,
     }
     handlers["meet"] = meet
+    handlers["cancelled"] = cancelled
     return handlers[event.get("do", "describe")](event, context)
+
+
+def cancelled(_event: Any, _context: Any) -> None:
+    """Raise a BaseException, as a handler whose own event loop was cancelled does."""
+    import asyncio
+
+    raise asyncio.CancelledError

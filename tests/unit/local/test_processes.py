@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from botocore.config import Config
 
 from selador.local.gateway import Gateway, GatewayOptions
 from selador.local.processes import BACKGROUND_NICE, ProcessRuntime
-from selador.local.runtime import HandlerLoadError
+from selador.local.runtime import HandlerLoadError, LambdaRuntime
 from selador.local.serve import serve_in_thread
 
 HANDLER = "process_fixture_handlers.dispatch"
@@ -176,3 +177,162 @@ def test_through_the_gateway_event_invocations_use_the_background_pool(tmp_path:
         runtime.terminate()
     assert pids["front"] == [front_pid]
     assert pids["background"] == [background_pid]
+
+
+async def test_a_handler_raising_a_base_exception_answers_at_once(runtime: ProcessRuntime) -> None:
+    outcome = await runtime.invoke({"do": "cancelled"}, label="t")
+    assert outcome.error is not None
+    assert outcome.error["errorType"] == "CancelledError"
+    assert runtime.running == 0
+
+
+async def test_thread_runtime_also_answers_a_base_exception() -> None:
+    def handler(_event: Any, _context: Any) -> None:
+        raise asyncio.CancelledError
+
+    thread_runtime = LambdaRuntime(handler, function_name="f", timeout=30, memory_size=128)
+    outcome = await thread_runtime.invoke({}, label="t")
+    assert outcome.error is not None
+    assert outcome.error["errorType"] == "CancelledError"
+    assert thread_runtime.running == 0
+
+
+@pytest.mark.parametrize(
+    ("how", "raised", "message"),
+    [
+        ("raise", HandlerLoadError, "RuntimeError: cannot load in a worker"),
+        ("exit", RuntimeError, r"exited while starting \(status 5\)"),
+    ],
+)
+def test_workers_that_cannot_load_the_handler_fail_the_start(
+    monkeypatch: pytest.MonkeyPatch, how: str, raised: type[Exception], message: str
+) -> None:
+    monkeypatch.setenv("SELADOR_TEST_BROKEN", how)
+    broken = ProcessRuntime(
+        "process_fixture_broken.handler", function_name="f", timeout=3, memory_size=128, workers=1
+    )
+    try:
+        with pytest.raises(raised, match=message):
+            broken.start()
+    finally:
+        broken.terminate(grace=0)
+
+
+async def test_invocations_fail_cleanly_when_no_worker_can_be_started(
+    runtime: ProcessRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_worker(_pool: str) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(runtime, "_pick", no_worker)
+    outcome = await runtime.invoke({"do": "describe"}, label="t")
+    assert outcome.error is not None
+    assert outcome.error["errorType"] == "Runtime.Unavailable"
+    assert "Too many open files" in outcome.error["errorMessage"]
+    assert runtime.running == 0
+
+
+async def test_after_shutdown_the_thread_runtime_refuses_without_counting_a_running_invocation() -> None:
+    thread_runtime = LambdaRuntime(lambda e, c: None, function_name="f", timeout=30, memory_size=128)
+    thread_runtime.shutdown()
+    outcome = await thread_runtime.invoke({}, label="t")
+    assert outcome.error is not None
+    assert outcome.error["errorType"] == "Runtime.Unavailable"
+    assert thread_runtime.running == 0
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts descriptors through /proc (Linux)")
+async def test_dead_workers_leave_no_threads_or_descriptors_behind() -> None:
+    crashing = make_runtime()
+
+    async def crash_once() -> None:
+        outcome = await crashing.invoke({"do": "die", "status": 4}, label="t")
+        assert outcome.error is not None
+        assert outcome.error["errorType"] == "Runtime.ExitError"
+        await crashing.invoke({"do": "describe"}, label="t")  # starts the replacement
+
+    async def settles_at(threads: int, fds: int) -> bool:
+        # The reader cleans up after the dead worker on its own thread: give it time.
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if threading.active_count() <= threads and _open_fds() <= fds:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    try:
+        await crash_once()
+        await asyncio.sleep(0.5)
+        threads, fds = threading.active_count(), _open_fds()
+        for _ in range(5):
+            await crash_once()
+        # Each crash replaces a worker (reader and writer threads, a pipe, a sentinel): leaked,
+        # these would grow five times over; cleaned up, they come back to where they were.
+        assert await settles_at(threads, fds), (threading.active_count(), threads, _open_fds(), fds)
+    finally:
+        crashing.terminate()
+
+
+async def test_an_invocation_queued_past_its_timeout_is_not_run(tmp_path: Path) -> None:
+    queued = make_runtime(timeout=0.3, concurrency=1)  # one thread per worker: the second waits
+    marker = tmp_path / "ran.json"
+    try:
+        first, second = await asyncio.gather(
+            queued.invoke({"do": "sleep", "seconds": 0.8}, label="t"),
+            queued.invoke({"do": "describe", "write_to": str(marker)}, label="t"),
+        )
+        assert first.error is not None and second.error is not None
+        assert second.error["errorType"] == "Sandbox.Timedout"
+        deadline = time.monotonic() + WAIT
+        while queued.running:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        queued.terminate()
+    assert not marker.exists()
+
+
+_ORPHAN_SCRIPT = """
+import json, sys, time
+sys.path[:0] = json.loads(sys.argv[1])
+from selador.local.processes import ProcessRuntime
+import asyncio
+runtime = ProcessRuntime("process_fixture_handlers.dispatch", function_name="f", timeout=60,
+                         memory_size=128, workers=1, background_workers=1)
+runtime.start()
+pids = runtime.worker_pids
+print(json.dumps(pids["front"] + pids["background"]), flush=True)
+asyncio.run(runtime.invoke({"do": "sleep", "seconds": 30}, label="t"))
+"""
+
+
+def test_workers_end_when_the_gateway_is_killed() -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, json.dumps(sys.path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        pids = json.loads(process.stdout.readline())
+        time.sleep(0.3)  # the 30 s invocation is running in the front worker
+        process.kill()
+        process.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        alive = set(pids)
+        while alive:
+            assert time.monotonic() < deadline, f"orphaned workers: {alive}"
+            for pid in list(alive):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    alive.discard(pid)
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
