@@ -43,16 +43,15 @@ def build_knowledge_base(settings: Settings, client: Any | None = None) -> Knowl
     from selador.knowledge.bedrock import BedrockKnowledgeBase
 
     if client is None:
-        import boto3
-        from botocore.config import Config
+        from selador.clients import shared_client
 
-        client = boto3.client(
+        # Built once per container under a lock (boto3's default session is not thread-safe
+        # while creating clients).
+        client = shared_client(
             "bedrock-agent-runtime",
-            region_name=settings.aws_region,
-            config=Config(
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                read_timeout=READ_TIMEOUT_SECONDS,
-                retries={"max_attempts": RETRY_MAX_ATTEMPTS, "mode": "standard"},
-            ),
+            region=settings.aws_region,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
+            retries={"max_attempts": RETRY_MAX_ATTEMPTS, "mode": "standard"},
         )
     return BedrockKnowledgeBase(client, settings.knowledge_base_id)

@@ -34,14 +34,16 @@ def build_store(settings: Settings, dynamodb_client: Any | None = None) -> Conne
 
 
 def _dynamodb_client(region: str) -> Any:
-    import boto3
-    from botocore.config import Config
+    from selador.clients import shared_client
 
     # Short timeouts: the store sits on the path of every WebSocket route, whose whole budget is
     # API Gateway's 29 s; a hung socket must fail fast and be retried, not eat the invocation.
-    config = Config(
+    # shared_client, not boto3.client: the default session is not thread-safe while it creates
+    # clients, and a container's first invocations may run at once (the local gateway's threads).
+    return shared_client(
+        "dynamodb",
+        region=region,
         connect_timeout=2,
         read_timeout=5,
         retries={"mode": "standard", "max_attempts": 3},
     )
-    return boto3.client("dynamodb", region_name=region, config=config)

@@ -69,6 +69,10 @@ def test_knowledge_base_id_without_client_builds_a_configured_client() -> None:
     assert config.retries["mode"] == "standard"
     # botocore counts max_attempts as retries: the first call plus RETRY_MAX_ATTEMPTS retries
     assert config.retries["total_max_attempts"] == RETRY_MAX_ATTEMPTS + 1
+    # One client per container (selador.clients), not one per knowledge base built.
+    again = build_knowledge_base(_settings(knowledge_base_id=KB_ID, aws_region="eu-central-1"))
+    assert isinstance(again, BedrockKnowledgeBase)
+    assert again._client is client
 
 
 def test_bundled_path_does_not_import_boto3() -> None:

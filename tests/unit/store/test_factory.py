@@ -50,6 +50,8 @@ def test_dynamodb_default_client(aws: None) -> None:
     assert client.meta.config.retries["mode"] == "standard"
     store.create_table_if_missing()  # moto intercepts: proves the client is usable
     assert store.increment("n", 10) == 1
+    # One client per container (selador.clients), not one per store built.
+    assert build_store(Settings(connections_table="t", aws_region="eu-central-1"))._client is client
 
 
 def test_importing_the_package_does_not_import_boto3() -> None:
