@@ -127,3 +127,42 @@ def test_bad_template_is_a_configuration_error(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "nope.yaml" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("isolation", "banner"),
+    [
+        ("process", "1 front + 1 background (Event, lower priority) worker processes"),
+        ("thread", "threads of this process (--isolation thread)"),
+    ],
+)
+async def test_both_runtimes_answer_a_query_through_the_async_hand_off(isolation: str, banner: str) -> None:
+    flags = ["--isolation", isolation, "--workers", "1", "--background-workers", "1"]
+    with start_gateway(*flags, "--env", "LOCAL_MODEL_TOKEN_DELAY_MS=0") as gw:
+        async with ws_connect(gw.endpoints.ws_url) as ws:
+            await ws.send(
+                json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "r"})
+            )
+            frames = []
+            async with asyncio.timeout(WAIT):
+                while not frames or frames[-1]["type"] not in ("result", "error"):
+                    frames.append(await recv_json(ws))
+    assert frames[0]["type"] == "status" and frames[0]["stage"] == "accepted"
+    assert frames[-1]["type"] == "result", frames[-1]
+    assert banner in gw.output
+    assert "lambda Event MainLambda (attempt 1) -> 200" in gw.output  # the answer ran as an Event
+
+
+def test_zero_workers_is_refused_before_anything_starts() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "selador.local.cli", "serve", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--workers: must be at least 1" in result.stderr
