@@ -39,7 +39,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -53,6 +52,7 @@ from selador.local.runtime import (
     LambdaRuntime,
     call_handler,
     load_handler,
+    new_log_stream,
 )
 
 BACKGROUND_NICE = 10
@@ -337,15 +337,8 @@ class ProcessRuntime(LambdaRuntime):
 
     def _spawn(self, pool_name: str) -> _Worker:
         threads = max(1, math.ceil(self.concurrency / self._sizes[pool_name]))
-        context = {
-            "function_name": self.function_name,
-            "function_version": "$LATEST",
-            "invoked_function_arn": self.arn,
-            "memory_limit_in_mb": str(self.memory_size),
-            "log_group_name": f"/aws/lambda/{self.function_name}",
-            # One stream per execution environment, as Lambda names them.
-            "log_stream_name": time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex,
-        }
+        # One log stream per worker: each is an execution environment of its own.
+        context = self.environment_fields(new_log_stream())
         spec = _WorkerSpec(self.handler_spec, threads, self._nice[pool_name], context)
         parent, child = self._mp.Pipe()
         process = self._mp.Process(

@@ -173,6 +173,11 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     }
 
 
+def new_log_stream() -> str:
+    """A log stream name shaped like Lambda's, one per execution environment."""
+    return time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
+
+
 def call_handler(handler: Handler, event: Any, context: Any) -> tuple[Any, dict[str, Any] | None]:
     """Run the handler once; its JSON-round-tripped result, or Lambda's error document.
 
@@ -236,7 +241,7 @@ class LambdaRuntime:
         self.arn = function_arn(function_name, region, account)
         self.concurrency = concurrency
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lambda")
-        self._log_stream = time.strftime("%Y/%m/%d") + "/[$LATEST]" + uuid.uuid4().hex
+        self._log_stream = new_log_stream()
         self._lock = threading.Lock()
         self._running = 0
         self.total = 0
@@ -252,15 +257,28 @@ class LambdaRuntime:
             The context.
         """
         return LambdaContext(
-            function_name=self.function_name,
-            function_version="$LATEST",
-            invoked_function_arn=self.arn,
-            memory_limit_in_mb=str(self.memory_size),
             aws_request_id=request_id or str(uuid.uuid4()),
-            log_group_name=f"/aws/lambda/{self.function_name}",
-            log_stream_name=self._log_stream,
             deadline=time.monotonic() + self.timeout,
+            **self.environment_fields(self._log_stream),
         )
+
+    def environment_fields(self, log_stream: str) -> dict[str, str]:
+        """The context fields one execution environment keeps for all its invocations.
+
+        Args:
+            log_stream: The environment's log stream name (see :func:`new_log_stream`).
+
+        Returns:
+            :class:`LambdaContext` keyword arguments except the request id and the deadline.
+        """
+        return {
+            "function_name": self.function_name,
+            "function_version": "$LATEST",
+            "invoked_function_arn": self.arn,
+            "memory_limit_in_mb": str(self.memory_size),
+            "log_group_name": f"/aws/lambda/{self.function_name}",
+            "log_stream_name": log_stream,
+        }
 
     async def invoke(self, event: Any, *, label: str, background: bool = False) -> Invocation:
         """Run the handler on a worker thread and wait for its outcome (at most ``timeout``).
