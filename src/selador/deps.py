@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from selador.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from selador.store.base import ConnectionStore
+    from selador.store.base import Store
     from selador.websocket.management import ManagementApi
 
 
-def _default_store(settings: Settings) -> ConnectionStore:
+def _default_store(settings: Settings) -> Store:
     from selador.store.factory import build_store
 
     return build_store(settings)
@@ -49,14 +49,14 @@ class Dependencies:
     """
 
     settings: Settings
-    store_factory: Callable[[Settings], ConnectionStore] = _default_store
+    store_factory: Callable[[Settings], Store] = _default_store
     management_factory: Callable[[str], ManagementApi] | None = None
     lambda_client: Any = None
-    _store: ConnectionStore | None = field(default=None, init=False, repr=False)
+    _store: Store | None = field(default=None, init=False, repr=False)
     _store_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
-    def store(self) -> ConnectionStore:
+    def store(self) -> Store:
         """The connection store (created on first use, once, whichever thread gets there first)."""
         store = self._store
         if store is not None:

@@ -11,10 +11,24 @@ from typing import Any
 
 from selador.observability import logger
 
-WEBSOCKET_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "$default", "invoke", "ping")
+WEBSOCKET_ROUTES: tuple[str, ...] = (
+    "$connect",
+    "$disconnect",
+    "$default",
+    "invoke",
+    "resume",
+    "cancel",
+    "ping",
+)
 """The WebSocket route keys this handler serves (the template must define exactly these)."""
 
-HTTP_ROUTES: tuple[str, ...] = ("POST /invoke", "GET /health")
+HTTP_ROUTES: tuple[str, ...] = (
+    "POST /invoke",
+    "POST /runs",
+    "GET /runs/{request_id}",
+    "DELETE /runs/{request_id}",
+    "GET /health",
+)
 """The HTTP routes this handler serves (the template must define exactly these)."""
 
 _WS_EVENT_TYPES = frozenset({"CONNECT", "MESSAGE", "DISCONNECT"})
@@ -75,7 +89,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             return handle_http(event, context)
         if kind == "job":
             from selador.deps import get_dependencies
-            from selador.websocket.jobs import run_job
+            from selador.runs.jobs import run_job
 
             return run_job(event["selador_job"], context, get_dependencies())
     except Exception:  # noqa: BLE001 - last line of defence, logged with the traceback

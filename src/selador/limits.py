@@ -49,10 +49,11 @@ class Admission:
     """An admitted query: hand it back to :meth:`Limits.finish` when the run ends.
 
     Attributes:
-        slot: The concurrency claim the run holds, or ``None`` when that limit is off.
+        slot: The concurrency claim the run holds as ``(key, owner)``, or ``None`` when that limit
+            is off.
     """
 
-    slot: str | None = None
+    slot: tuple[str, str] | None = None
 
 
 class Limits:
@@ -100,7 +101,7 @@ class Limits:
             raise
 
     def _count(
-        self, connection_id: str, principal: str | None, slot: str | None
+        self, connection_id: str, principal: str | None, slot: tuple[str, str] | None
     ) -> Admission | LimitExceeded:
         settings = self._settings
         now = self._now()
@@ -136,25 +137,20 @@ class Limits:
         if admission is not None:
             self._release(admission.slot)
 
-    def _claim_slot(self, connection_id: str, cap: int) -> str | None:
+    def _claim_slot(self, connection_id: str, cap: int) -> tuple[str, str] | None:
         ttl = self._settings.run_claim_ttl_seconds
         for index in range(cap):
             key = slot_key(connection_id, index)
-            if self._store.claim(key, ttl):
-                return key
+            owner = self._store.claim(key, ttl)
+            if owner is not None:
+                return key, owner
         return None
 
-    def _release(self, slot: str | None) -> None:
+    def _release(self, slot: tuple[str, str] | None) -> None:
         if slot is not None:
-            self._store.release(slot)
+            self._store.release(*slot)
 
 
 def slot_key(connection_id: str, index: int) -> str:
     """The claim of concurrency slot ``index`` on a connection."""
     return f"slot#{connection_id}#{index}"
-
-
-def release_slot(store: ConnectionStore, slot: str | None) -> None:
-    """Release a concurrency slot by key (a job releases what its route claimed)."""
-    if slot is not None:
-        store.release(slot)

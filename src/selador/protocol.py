@@ -23,8 +23,13 @@ MAX_MESSAGE_BYTES = 128 * 1024
 QUERY_TYPES: tuple[str, ...] = ("general", "zoning", "building_codes", "permits", "financing")
 """Every ``query_type`` the orchestrator routes; the first is the default."""
 
-ACTIONS: tuple[str, ...] = ("invoke", "ping")
+ACTIONS: tuple[str, ...] = ("invoke", "resume", "cancel", "ping")
 """Every WebSocket ``action`` with a route of its own (anything else goes to ``$default``)."""
+
+ON_DISCONNECT: tuple[str, ...] = ("continue", "cancel")
+"""What a run does when its connection vanishes; the first is the default."""
+
+MAX_RUN_TOKEN_CHARS = 128
 
 
 class ProtocolError(ValueError):
@@ -56,6 +61,7 @@ class QueryRequest(BaseModel):
     context: str | None = Field(default=None, max_length=MAX_CONTEXT_CHARS)
     query_type: str = QUERY_TYPES[0]
     request_id: str = Field(default_factory=new_request_id)
+    on_disconnect: str = ON_DISCONNECT[0]
 
     @field_validator("question")
     @classmethod
@@ -72,14 +78,47 @@ class QueryRequest(BaseModel):
             raise ValueError(f"must be one of {', '.join(QUERY_TYPES)} (got {value[:40]!r})")
         return value
 
+    @field_validator("on_disconnect")
+    @classmethod
+    def _known_on_disconnect(cls, value: str) -> str:
+        if value not in ON_DISCONNECT:
+            raise ValueError(f"must be one of {', '.join(ON_DISCONNECT)} (got {value[:40]!r})")
+        return value
+
     @field_validator("request_id")
     @classmethod
     def _printable_request_id(cls, value: str) -> str:
-        if not 1 <= len(value) <= MAX_REQUEST_ID_CHARS:
-            raise ValueError(f"must be 1 to {MAX_REQUEST_ID_CHARS} characters")
-        if not value.isprintable() or any(ch.isspace() and ch != " " for ch in value):
-            raise ValueError("must contain printable characters only")
-        return value
+        return _check_request_id(value)
+
+
+def _check_request_id(value: str) -> str:
+    if not 1 <= len(value) <= MAX_REQUEST_ID_CHARS:
+        raise ValueError(f"must be 1 to {MAX_REQUEST_ID_CHARS} characters")
+    if not value.isprintable() or any(ch.isspace() and ch != " " for ch in value):
+        raise ValueError("must contain printable characters only")
+    return value
+
+
+class RunCommand(BaseModel):
+    """``resume`` or ``cancel``: a command about an existing run.
+
+    Attributes:
+        request_id: The run's ``request_id``.
+        run_token: The token from the run's ``accepted`` frame; may be left out when the
+            connection's authenticated principal owns the run.
+        after_seq: ``resume`` only: replay the frames after this ``seq`` (0 replays everything).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: str
+    run_token: str | None = Field(default=None, min_length=1, max_length=MAX_RUN_TOKEN_CHARS)
+    after_seq: int = Field(default=0, ge=0, le=10_000_000)
+
+    @field_validator("request_id")
+    @classmethod
+    def _printable_request_id(cls, value: str) -> str:
+        return _check_request_id(value)
 
 
 _STRICT_STR = {"string_type": "must be a string"}
@@ -123,16 +162,46 @@ def parse_query(payload: object) -> QueryRequest:
         raise ProtocolError(f"message must be a JSON object, not {_json_kind(payload)}")
     request_id = payload.get("request_id")
     safe_id = request_id if isinstance(request_id, str) and _is_safe_id(request_id) else None
-    for name in ("question", "context", "query_type", "request_id"):
+    _require_strings(payload, ("question", "context", "query_type", "request_id", "on_disconnect"), safe_id)
+    try:
+        return QueryRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc), safe_id) from None
+
+
+def parse_run_command(payload: object) -> RunCommand:
+    """Validate a decoded ``resume`` or ``cancel`` message.
+
+    Args:
+        payload: The decoded JSON body.
+
+    Returns:
+        The validated command.
+
+    Raises:
+        ProtocolError: naming each offending field and its rule.
+    """
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"message must be a JSON object, not {_json_kind(payload)}")
+    request_id = payload.get("request_id")
+    safe_id = request_id if isinstance(request_id, str) and _is_safe_id(request_id) else None
+    _require_strings(payload, ("request_id", "run_token"), safe_id)
+    after_seq = payload.get("after_seq")
+    if after_seq is not None and (isinstance(after_seq, bool) or not isinstance(after_seq, int)):
+        raise ProtocolError(f"after_seq: must be a whole number, not {_json_kind(after_seq)}", safe_id)
+    try:
+        return RunCommand.model_validate({k: v for k, v in payload.items() if v is not None})
+    except ValidationError as exc:
+        raise ProtocolError(_describe(exc), safe_id) from None
+
+
+def _require_strings(payload: dict[str, Any], names: tuple[str, ...], safe_id: str | None) -> None:
+    for name in names:
         value = payload.get(name)
         # Reject non-strings outright: pydantic would coerce nothing here, but a number or list as
         # question must read "must be a string", not a pydantic type dump.
         if value is not None and not isinstance(value, str):
             raise ProtocolError(f"{name}: must be a string, not {_json_kind(value)}", safe_id)
-    try:
-        return QueryRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise ProtocolError(_describe(exc), safe_id) from None
 
 
 def _is_safe_id(value: str) -> bool:
@@ -207,6 +276,8 @@ class StatusFrame(_Frame):
     agent: str | None = None
     tool: str | None = None
     step: int | None = None
+    run_token: str | None = None
+    """``accepted`` only: the secret that lets its holder resume, cancel or read the run."""
 
 
 class DeltaFrame(_Frame):
@@ -262,7 +333,7 @@ class ResultData(BaseModel):
 
 
 class ResultFrame(_Frame):
-    """The terminal frame of a successful query."""
+    """The terminal frame of an answered (or cancelled: ``data.success`` false) query."""
 
     type: Literal["result"] = "result"
     data: ResultData
@@ -274,7 +345,7 @@ class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     error: str
     code: str | None = None
-    """Machine-readable: ``bad_request``, ``unknown_action``, ``model_error``, ``timeout``…"""
+    """Machine-readable: ``bad_request``, ``unknown_action``, ``unknown_run``, ``model_error``…"""
 
 
 class PongFrame(_Frame):

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
         function_name: The function to invoke for ``async`` runs (Lambda sets it).
         lambda_endpoint: Lambda API endpoint override (the local gateway sets it).
         run_claim_ttl_seconds: How long a running request's claim lives if its run dies silently.
-        job_claim_ttl_seconds: How long a job's delivery record lives (Lambda may redeliver for 6 h).
+        run_log_ttl_seconds: How long a run and its frame log stay readable after the run ends.
+        run_poll_ms: How often a running run checks for a cancel request or a resumed connection.
         auth_mode: ``none`` (anyone may connect) or ``jwt`` (``$connect`` and ``POST /invoke`` need
             a valid JWT).
         auth_jwks_url: JWKS of the token issuer (Cognito:
@@ -108,7 +109,8 @@ class Settings(BaseSettings):
     function_name: str = Field(default="", validation_alias="AWS_LAMBDA_FUNCTION_NAME")
     lambda_endpoint: str = ""
     run_claim_ttl_seconds: int = Field(default=900 + 60, ge=60)
-    job_claim_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    run_log_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    run_poll_ms: int = Field(default=200, ge=20, le=5000)
 
     auth_mode: Literal["none", "jwt"] = "none"
     auth_jwks_url: str = ""

@@ -57,6 +57,28 @@ async def test_handler_and_env_flags_and_events_shaped_like_api_gateway(tmp_path
     assert text_reply["env"] == {"MODEL_PROVIDER": "local", "ECHO_MARK": "from-cli"}
 
 
+async def test_a_connection_dropped_without_a_close_frame_disconnects_with_1006(tmp_path: Path) -> None:
+    """As API Gateway reports a vanished client ("Connection Closed Abnormally"), not 1005."""
+    events_file = tmp_path / "events.jsonl"
+    with start_gateway(
+        "--handler", "echo_handler.lambda_handler", "--env", f"ECHO_EVENTS_FILE={events_file}"
+    ) as gw:
+        ws = await ws_connect(gw.endpoints.ws_url)
+        ws.transport.abort()  # TCP reset, no close frame: a dropped Wi-Fi
+        # In a thread: abort() closes the socket on this event loop's next turn.
+        await asyncio.to_thread(
+            gw.wait_for,
+            lambda: events_file.exists() and len(events_file.read_text().splitlines()) == 2,
+            "$disconnect",
+        )
+    disconnect_event = json.loads(events_file.read_text().splitlines()[1])
+    context = disconnect_event["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (
+        1006,
+        "Connection Closed Abnormally",
+    )
+
+
 def test_http_routes_run_the_real_handler(gateway: GatewayProcess) -> None:
     with httpx.Client(base_url=gateway.endpoints.http_url, timeout=WAIT) as http:
         health = http.get("/health")

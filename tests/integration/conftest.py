@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import boto3
+import jwt
 import pytest
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from selador.handler import lambda_handler
+from selador.local.events import connect_event, new_connection_id
 from selador.store.dynamodb import DynamoDbStore
 
 TABLE = "selador-connections-test"
@@ -46,20 +50,61 @@ class Aws:
     dynamodb: Any
     store: DynamoDbStore
 
-    def frames(self, connection_id: str) -> list[dict[str, Any]]:
-        """Every frame posted to a connection, split out of moto's concatenated bytes."""
+    def raw(self, connection_id: str) -> str:
+        """Everything posted to a connection, as moto concatenated it."""
         backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID][REGION]
         conn = backend.connections.get(quote(connection_id, safe="")) or backend.connections.get(
             connection_id
         )
         if conn is None:
-            return []
-        data = conn.data.decode() if isinstance(conn.data, bytes) else conn.data
+            return ""
+        return conn.data.decode() if isinstance(conn.data, bytes) else str(conn.data)
+
+    def frames(self, connection_id: str) -> list[dict[str, Any]]:
+        """Every frame posted to a connection, split out of moto's concatenated bytes."""
+        data = self.raw(connection_id)
         decoder, frames, index = json.JSONDecoder(), [], 0
         while index < len(data):
             frame, index = decoder.raw_decode(data, index)
             frames.append(frame)
         return frames
+
+
+SECRET = "integration-secret-0123456789abcdef-0123456789"
+ISSUER = "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_TestPool"
+AUDIENCE = "app-client-1"
+JSON = {"content-type": "application/json"}
+
+
+def token(**overrides: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": "alice", "iat": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
+    claims.update(overrides)
+    key = claims.pop("_secret", SECRET)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="HS256")
+
+
+def invoke_body(request_id: str, **fields: str) -> str:
+    return json.dumps(
+        {"action": "invoke", "question": "What is the FAR in LR2?", "request_id": request_id, **fields}
+    )
+
+
+@pytest.fixture
+def jwt_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    monkeypatch.setenv("AUTH_HS256_SECRET", SECRET)
+    monkeypatch.setenv("AUTH_ISSUER", ISSUER)
+    monkeypatch.setenv("AUTH_AUDIENCE", AUDIENCE)
+
+
+def connect(context, **token_claims: Any) -> str:
+    conn = new_connection_id()
+    response = lambda_handler(
+        connect_event(connection_id=conn, query={"token": token(**token_claims)}), context
+    )
+    assert response["statusCode"] == 200, response
+    return conn
 
 
 @pytest.fixture

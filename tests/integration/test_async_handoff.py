@@ -1,4 +1,4 @@
-"""RUN_MODE=async: the invoke route hands the run to a job; jobs run at most once."""
+"""RUN_MODE=async: the invoke route hands the run to a job; a run executes at most once and ends once."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_route_hands_off_and_the_job_streams_once(aws, context, monkeypatch) -> 
         assert [(f["type"], f["seq"]) for f in aws.frames(conn)] == [("status", 1)]
 
         job_event = json.loads(captured[0])
-        assert job_event["selador_job"]["connection_id"] == conn
+        assert job_event["selador_job"]["run_id"]
         assert job_event["selador_job"]["request"]["request_id"] == "q-a"
 
         assert lambda_handler(job_event, context)["statusCode"] == 200
@@ -84,6 +84,7 @@ def test_duplicate_request_id_while_running_is_rejected(aws, context, monkeypatc
     assert frames[-1]["type"] == "error"
     assert frames[-1]["code"] == "duplicate_request"
     assert "'dup-1' is already running" in frames[-1]["error"]
+    assert "seq" not in frames[-1]  # an error about a message, not a frame of the run
 
 
 def test_malformed_job_is_a_clean_400(context) -> None:
@@ -92,7 +93,7 @@ def test_malformed_job_is_a_clean_400(context) -> None:
 
 
 def test_a_finished_request_id_can_be_reused(aws, context, monkeypatch) -> None:
-    """The delivery record is per hand-off: reusing a finished id runs a new query."""
+    """Runs are per hand-off (a fresh run_id each): reusing a finished id runs a new query."""
     monkeypatch.setenv("RUN_MODE", "async")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
     captured: list[bytes] = []
@@ -112,7 +113,7 @@ def test_a_finished_request_id_can_be_reused(aws, context, monkeypatch) -> None:
     frames = aws.frames(conn)
     assert [f["type"] for f in frames].count("result") == 2
     assert (
-        json.loads(captured[0])["selador_job"]["job_id"] != json.loads(captured[1])["selador_job"]["job_id"]
+        json.loads(captured[0])["selador_job"]["run_id"] != json.loads(captured[1])["selador_job"]["run_id"]
     )
 
 
@@ -131,7 +132,7 @@ def test_duplicate_running_id_is_reported_as_duplicate_even_at_the_concurrency_c
 
 
 def test_a_job_arriving_after_a_reported_failed_hand_off_does_not_run(aws, context, monkeypatch) -> None:
-    """Lambda may queue the event although the call timed out: the client already got an error."""
+    """Route first: the call timed out, the route ended the run; the job Lambda queued anyway stands down."""
     monkeypatch.setenv("RUN_MODE", "async")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
     from botocore.exceptions import ReadTimeoutError
@@ -152,3 +153,40 @@ def test_a_job_arriving_after_a_reported_failed_hand_off_does_not_run(aws, conte
         assert [f["type"] for f in before] == ["status", "error"]
         assert lambda_handler(json.loads(captured[0]), context)["statusCode"] == 200
     assert aws.frames(conn) == before  # exactly one terminal frame
+
+
+def test_a_job_that_starts_before_the_failed_hand_off_returns_owns_the_run(aws, context, monkeypatch) -> None:
+    """Job first: Lambda started the job while the route's Invoke call was still failing.
+
+    The route must not end the run under the job (no second terminal frame with a seq the job
+    used, no slot or claim released while the job runs).
+    """
+    monkeypatch.setenv("RUN_MODE", "async")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
+    monkeypatch.setenv("LIMIT_CONCURRENT_PER_CONNECTION", "1")
+    from botocore.exceptions import ReadTimeoutError
+
+    class JobRunsThenTheCallTimesOut:
+        def invoke(self, **kwargs):
+            job = json.loads(kwargs["Payload"])
+            assert lambda_handler(job, context)["statusCode"] == 200
+            raise ReadTimeoutError(endpoint_url="https://lambda.us-west-2.amazonaws.com")
+
+    deps = Dependencies(settings=get_settings(), lambda_client=JobRunsThenTheCallTimesOut())
+    conn = new_connection_id()
+    body = json.dumps({"action": "invoke", "question": "What is the FAR in LR2?", "request_id": "early"})
+    with use_dependencies(deps):
+        lambda_handler(message_event(body, connection_id=conn), context)
+    frames = aws.frames(conn)
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
+    terminals = [f for f in frames if f["type"] in ("result", "error")]
+    assert len(terminals) == 1 and terminals[0]["type"] == "result" and terminals[0] is frames[-1]
+    # The job ended the run and gave back its slot: the next question is admitted.
+    with use_dependencies(Dependencies(settings=get_settings(), lambda_client=_AcceptingLambda())):
+        lambda_handler(message_event(body.replace("early", "next"), connection_id=conn), context)
+    assert aws.frames(conn)[-1]["type"] == "status"  # accepted, not rate_limited
+
+
+class _AcceptingLambda:
+    def invoke(self, **kwargs):
+        return {"StatusCode": 202}

@@ -13,42 +13,7 @@ from selador.handler import lambda_handler
 from selador.limits import slot_key
 from selador.local.events import connect_event, http_v2_event, message_event, new_connection_id
 
-SECRET = "integration-secret-0123456789abcdef-0123456789"
-ISSUER = "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_TestPool"
-AUDIENCE = "app-client-1"
-JSON = {"content-type": "application/json"}
-
-
-def token(**overrides: Any) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": "alice", "iat": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
-    claims.update(overrides)
-    key = claims.pop("_secret", SECRET)
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="HS256")
-
-
-def invoke_body(request_id: str, **fields: str) -> str:
-    return json.dumps(
-        {"action": "invoke", "question": "What is the FAR in LR2?", "request_id": request_id, **fields}
-    )
-
-
-@pytest.fixture
-def jwt_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUTH_MODE", "jwt")
-    monkeypatch.setenv("AUTH_HS256_SECRET", SECRET)
-    monkeypatch.setenv("AUTH_ISSUER", ISSUER)
-    monkeypatch.setenv("AUTH_AUDIENCE", AUDIENCE)
-
-
-def connect(context, **token_claims: Any) -> str:
-    conn = new_connection_id()
-    response = lambda_handler(
-        connect_event(connection_id=conn, query={"token": token(**token_claims)}), context
-    )
-    assert response["statusCode"] == 200, response
-    return conn
-
+from .conftest import AUDIENCE, ISSUER, JSON, connect, invoke_body, token
 
 # ---------------------------------------------------------------------------------- $connect
 
@@ -137,15 +102,17 @@ def test_concurrency_limit_triggers_and_resets(aws, context, jwt_mode, monkeypat
     monkeypatch.setenv("LIMIT_CONCURRENT_PER_CONNECTION", "1")
     conn = connect(context)
     # A run in flight on this connection (in AWS, an asynchronous job) holds the only slot.
-    assert aws.store.claim(slot_key(conn, 0), 900)
+    owner = aws.store.claim(slot_key(conn, 0), 900)
+    assert owner is not None
     lambda_handler(message_event(invoke_body("c-1"), connection_id=conn), context)
     (refusal,) = aws.frames(conn)
     assert refusal["code"] == "rate_limited" and "concurrent limit" in refusal["error"]
-    aws.store.release(slot_key(conn, 0))  # that run ended
+    assert "seq" not in refusal
+    assert aws.store.release(slot_key(conn, 0), owner)  # that run ended
     lambda_handler(message_event(invoke_body("c-2"), connection_id=conn), context)
     assert aws.frames(conn)[-1]["type"] == "result"
     # The inline run gave its slot back.
-    assert aws.store.claim(slot_key(conn, 0), 900)
+    assert aws.store.claim(slot_key(conn, 0), 900) is not None
 
 
 def test_daily_budget_follows_the_principal_across_connections(aws, context, jwt_mode, monkeypatch) -> None:

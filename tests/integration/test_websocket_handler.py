@@ -145,9 +145,9 @@ def test_unknown_extra_fields_are_ignored(aws, context) -> None:
         ("42", "message must be a JSON object"),
         ('"text"', "message must be a JSON object"),
         ("null", "message must be a JSON object"),
-        ('{"question": "hi"}', "action is required: one of invoke, ping"),
-        ('{"action": 7}', "action must be a string: one of invoke, ping"),
-        ('{"action": "chat"}', "unknown action 'chat': valid actions are invoke, ping"),
+        ('{"question": "hi"}', "action is required: one of invoke, resume, cancel, ping"),
+        ('{"action": 7}', "action must be a string: one of invoke, resume, cancel, ping"),
+        ('{"action": "chat"}', "unknown action 'chat': valid actions are invoke, resume, cancel, ping"),
         ("[" * 100_000 + "]" * 100_000, "message must be JSON"),
     ],
 )

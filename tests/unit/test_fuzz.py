@@ -182,11 +182,17 @@ def huge_json(draw: st.DrawFn) -> str:
 fields_of_any_type = st.fixed_dictionaries(
     {},
     optional={
-        "action": st.sampled_from(["invoke", "ping", "$default", "$connect", "", "INVOKE"]) | json_values,
+        "action": st.sampled_from(
+            ["invoke", "resume", "cancel", "ping", "$default", "$connect", "", "INVOKE"]
+        )
+        | json_values,
         "question": json_values,
         "context": json_values,
         "query_type": st.sampled_from(QUERY_TYPES) | json_values,
         "request_id": st.sampled_from(["q-1", "", "x" * 65, "a\nb", "a\u0000b", "é"]) | json_values,
+        "after_seq": st.sampled_from([0, 3, -1, 10**12, 1.5, True]) | json_values,
+        "run_token": st.sampled_from(["rt1.a.b", "rt1..", "x" * 200, ""]) | json_values,
+        "on_disconnect": st.sampled_from(["continue", "cancel", "CANCEL"]) | json_values,
         "extra": json_values,
     },
 )
@@ -227,7 +233,7 @@ def assume_cheap(body: str | bytes | None) -> None:
 
 
 @FUZZ
-@given(body=bodies, route=st.sampled_from(["invoke", "ping", "$default"]))
+@given(body=bodies, route=st.sampled_from(["invoke", "resume", "cancel", "ping", "$default"]))
 @example(body="[" * 100_000, route="$default")
 @example(body=b"\xff\xfe", route="invoke")
 @example(body='{"action": "invoke", "question": "\\ud800"}', route="invoke")
@@ -249,7 +255,8 @@ def test_message_bodies_never_crash(recorder: RecordingClient, body: str | bytes
         assert frame["type"] == "pong"
     else:
         assert frame["type"] == "error"
-        assert frame["code"] in ("bad_request", "unknown_action")
+        assert frame["code"] in ("bad_request", "unknown_action", "unknown_run")
+        assert "seq" not in frame  # an answer about a message, never a frame of a run
         assert frame["error"] and len(frame["error"]) < 1000
 
 

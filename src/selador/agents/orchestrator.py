@@ -19,7 +19,9 @@ Terminal frame rules:
 - Normal end (``end_turn``), and also ``max_tokens`` and ``limit_turns``: a ``result`` with that
   ``stop_reason``, ``success`` true and whatever text the model produced; the client can tell a
   cut-short answer by the stop reason.
-- Client gone (``sink.cancel_signal``): ``error`` ``cancelled`` (the sender drops it if nobody listens).
+- Cancelled (``sink.cancel_signal``: a client sent ``cancel``, or the listener vanished and the run
+  asked to end with it): a ``result`` with ``success`` false, ``stop_reason`` ``cancelled`` and the
+  text streamed so far as ``content``.
 - Deadline passed: ``error`` ``timeout``. The watchdog cancels the agent, not the sink's signal, so
   the sink still delivers the frame; if the agent has not stopped ``HARD_STOP_GRACE_S`` later (a tool
   or a non-streaming model call cannot be interrupted) the run's task is cancelled outright.
@@ -74,7 +76,6 @@ T = TypeVar("T")
 HARD_STOP_GRACE_S = 2.0
 """Seconds between cancelling the agent at the deadline and cancelling the run's task."""
 
-CANCELLED_TEXT = "The query was cancelled"
 TIMEOUT_TEXT = "The query took too long and was stopped"
 
 _THROTTLING_CODES = frozenset(
@@ -177,6 +178,7 @@ class _FrameTracker:
         self.steps = 0
         self.composing_sent = False
         self.last_text = ""
+        self.streamed: list[str] = []
         self.suppress_messages = False
 
     def _tool(self, tool_use_id: str | None, name: str | None) -> None:
@@ -203,6 +205,7 @@ class _FrameTracker:
             if self.steps and not self.composing_sent:
                 self.composing_sent = True
                 self.sink.send(StatusFrame(stage="composing", message="Composing the answer"))
+            self.streamed.append(text)
             self.sink.delta(text)
         elif "message" in event:
             message = event["message"]
@@ -315,7 +318,11 @@ class Orchestrator:
         if stop_reason == "cancelled":
             if timed_out.is_set():
                 return self._fail(sink, "timeout", TIMEOUT_TEXT)
-            return self._fail(sink, "cancelled", CANCELLED_TEXT)
+            cancelled = self._result_data(
+                agent, spec, request, state, "cancelled", "".join(tracker.streamed), started
+            ).model_copy(update={"success": False})
+            sink.send(ResultFrame(data=cancelled))
+            return cancelled
         if state.knowledge_base_errors and not state.sources:
             logger.warning(
                 "query %s: knowledge base failed %d time(s), nothing cited",

@@ -1,8 +1,10 @@
-"""The HTTP API for callers that POST a question and wait: ``POST /invoke``, ``GET /health``.
+"""The HTTP API: ``POST /invoke`` (ask and wait), ``POST|GET|DELETE /runs`` (durable runs), ``GET /health``.
 
 One Powertools ``Router`` holds the routes; an HTTP API (payload v2) resolver and a REST API (v1)
 resolver both include it, so either integration works. Domain errors map to status codes in one
-place, and no traceback ever reaches a caller. The agent stack is imported only by ``/invoke``.
+place, and no traceback ever reaches a caller. Runs are the same runs the WebSocket API sees
+(:mod:`selador.runs`): one started here can be resumed over WebSocket with its token. Nothing
+here imports the agent stack; executing a run does, elsewhere.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import (
     APIGatewayHttpResolver,
@@ -26,15 +29,30 @@ from aws_lambda_powertools.event_handler.router import Router
 from selador import __version__
 from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import get_dependencies
-from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
-from selador.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode_json, parse_query
+from selador.protocol import (
+    MAX_MESSAGE_BYTES,
+    ErrorFrame,
+    ProtocolError,
+    QueryRequest,
+    decode_json,
+    parse_query,
+)
+from selador.runs.executor import launch
+from selador.runs.service import STARTED_LATE_TEXT, Refused, Runs, Started
 from selador.settings import Settings
+from selador.store.base import RunRecord
 
 router = Router()
 
-ROUTE_METHODS: dict[str, tuple[str, ...]] = {"/invoke": ("POST",), "/health": ("GET",)}
+ROUTE_METHODS: dict[str, tuple[str, ...]] = {
+    "/invoke": ("POST",),
+    "/runs": ("POST",),
+    "/runs/{request_id}": ("GET", "DELETE"),
+    "/health": ("GET",),
+}
 """Every path the HTTP API serves and its methods (for 405 answers)."""
+_PENDING = frozenset({"pending"})
 
 _ERROR_STATUS = {
     "bad_request": HTTPStatus.BAD_REQUEST,
@@ -43,7 +61,6 @@ _ERROR_STATUS = {
     "too_long": HTTPStatus.UNPROCESSABLE_ENTITY,
     "model_error": HTTPStatus.BAD_GATEWAY,
     "knowledge_base_error": HTTPStatus.BAD_GATEWAY,
-    "cancelled": HTTPStatus.SERVICE_UNAVAILABLE,
     "rate_limited": HTTPStatus.TOO_MANY_REQUESTS,
 }
 
@@ -80,7 +97,71 @@ def health() -> dict[str, Any]:
 
 @router.post("/invoke")
 def invoke() -> Response[str]:
-    """Run a question to completion and answer with the ``result`` frame's data."""
+    """Run a question and answer with the ``result`` frame's data, or 202 if it takes too long.
+
+    The run is executed outside this invocation (an asynchronous job, or a background thread in
+    inline mode) and this route waits for it, so a run that cannot finish inside API Gateway's
+    30 s is not lost: the caller gets ``202`` with the run's token and polls ``GET /runs/{id}``.
+    """
+    deps = get_dependencies()
+    principal, request = _read_query()
+    runs = Runs(deps)
+    started = _start(runs, request, principal)
+    until = _deadline(router.lambda_context)
+    _launch(runs, started, request)
+    run = runs.wait(started.run.run_id, until=until)
+    if run is None or run.active:
+        return _accepted(started)
+    if run.status == "failed":
+        failure = json.loads(run.result or "{}")
+        code = failure.get("code") or "internal_error"
+        message = failure.get("error") or "The query failed"
+        raise HttpError(_ERROR_STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR), message, code)
+    return _json(200, {"data": json.loads(run.result or "{}"), "request_id": request.request_id})
+
+
+@router.post("/runs")
+def start_run() -> Response[str]:
+    """Start a run and answer at once: ``202 {"request_id", "run_token", "status": "running"}``."""
+    deps = get_dependencies()
+    principal, request = _read_query()
+    runs = Runs(deps)
+    started = _start(runs, request, principal)
+    _launch(runs, started, request)
+    return _accepted(started)
+
+
+@router.get("/runs/<request_id>")
+def run_status(request_id: str) -> Response[str]:
+    """A run's state: ``{"request_id", "status", "frames", "result" | "error"}``."""
+    runs, run = _find_run(request_id)
+    body: dict[str, Any] = {
+        "request_id": run.request_id,
+        # Callers see one word for "not finished": whether a job has taken it yet is ours to know.
+        "status": "running" if run.active else run.status,
+        "frames": runs.frame_count(run),
+    }
+    if run.status == "failed":
+        body["error"] = json.loads(run.result or "{}")
+    elif not run.active:
+        body["result"] = json.loads(run.result or "{}")
+    return _json(200, body)
+
+
+@router.delete("/runs/<request_id>")
+def cancel_run(request_id: str) -> Response[str]:
+    """Cancel a run: ``202 {"request_id", "status": "cancelling"}``; 409 once it has ended."""
+    runs, run = _find_run(request_id)
+    outcome = runs.cancel(run)
+    if outcome == "unknown_run":
+        raise _unknown_run(run.request_id)
+    if outcome == "not_running":
+        raise HttpError(HTTPStatus.CONFLICT, f"run {run.request_id!r} has already ended", "not_running")
+    return _json(202, {"request_id": run.request_id, "status": "cancelling"})
+
+
+def _read_query() -> tuple[str | None, QueryRequest]:
+    """Authenticate and validate a POSTed question (the same body as the ``invoke`` action)."""
     event = router.current_event
     deps = get_dependencies()
     # Before anything else, so an anonymous caller learns nothing about the endpoint.
@@ -110,39 +191,83 @@ def invoke() -> Response[str]:
         raise HttpError(HTTPStatus.BAD_REQUEST, str(exc), "bad_request") from None
     logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
     logger.debug("question", extra={"question": request.question, "context": request.context})
+    return principal, request
 
-    limits = Limits(deps.store, deps.settings) if principal else None
-    admission = None
-    if limits is not None and principal is not None:
-        # No connection on this path: the principal is the scope of every limit.
-        outcome = limits.admit(f"user:{principal}", principal)
-        if isinstance(outcome, LimitExceeded):
-            logger.info("query refused by a limit", extra={"limit": outcome.limit, "principal": principal})
-            headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
-            raise HttpError(HTTPStatus.TOO_MANY_REQUESTS, outcome.message, "rate_limited", headers)
-        admission = outcome
 
-    from selador.agents.orchestrator import run_query
-    from selador.sink import CollectingSink
-
-    sink = CollectingSink(request.request_id)
-    try:
-        result = run_query(request, sink, settings=deps.settings, deadline=_deadline(router.lambda_context))
-    finally:
-        if limits is not None:
-            limits.finish(admission)
-    terminal = sink.terminal
-    if result is None:
-        code = getattr(terminal, "code", None) or "internal_error"
-        message = getattr(terminal, "error", None) or "The query failed"
-        raise HttpError(_ERROR_STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR), message, code)
-    return Response(
-        status_code=200,
-        content_type="application/json",
-        body=json.dumps(
-            {"data": result.model_dump(mode="json", exclude_none=True), "request_id": request.request_id}
-        ),
+def _start(runs: Runs, request: QueryRequest, principal: str | None) -> Started:
+    # No connection on this path: an authenticated principal is the scope of the duplicate check
+    # and of every limit; anonymous callers have neither (nothing identifies them between calls).
+    outcome = runs.start(
+        request,
+        principal=principal,
+        scope=f"p:{principal}" if principal else None,
+        limit_subject=f"user:{principal}" if principal else None,
     )
+    if isinstance(outcome, Refused):
+        if outcome.code == "duplicate_request":
+            raise HttpError(HTTPStatus.CONFLICT, outcome.message, outcome.code)
+        headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
+        raise HttpError(HTTPStatus.TOO_MANY_REQUESTS, outcome.message, outcome.code, headers)
+    return outcome
+
+
+def _launch(runs: Runs, started: Started, request: QueryRequest) -> None:
+    try:
+        launched = launch(runs.deps, started.run.run_id, request)
+    except Exception:
+        runs.finish(
+            started.run, ErrorFrame(code="internal_error", error=STARTED_LATE_TEXT), expect_status=_PENDING
+        )
+        raise
+    # A failed hand-off may still have been queued: end the run only if no job has taken it.
+    if not launched and runs.finish(
+        started.run, ErrorFrame(code="internal_error", error=STARTED_LATE_TEXT), expect_status=_PENDING
+    ):
+        raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, STARTED_LATE_TEXT, "internal_error")
+
+
+def _find_run(request_id: str) -> tuple[Runs, RunRecord]:
+    event = router.current_event
+    deps = get_dependencies()
+    principal = _authenticate(event.raw_event, deps.settings)
+    # Not unquoted again: HTTP APIs (and the local gateway) hand the parameter over decoded.
+    token = _header(event.headers, "x-run-token")
+    runs = Runs(deps)
+    run = runs.lookup(request_id, principal=principal, token=token)
+    if run is None:
+        raise _unknown_run(request_id)
+    return runs, run
+
+
+def _unknown_run(request_id: str) -> HttpError:
+    # One answer for missing, expired and foreign runs.
+    return HttpError(
+        HTTPStatus.NOT_FOUND,
+        f"no run {request_id[:64]!r}: it does not exist, has expired, or needs its X-Run-Token",
+        "unknown_run",
+    )
+
+
+def _accepted(started: Started) -> Response[str]:
+    request_id = started.run.request_id
+    return _json(
+        202,
+        {"request_id": request_id, "run_token": started.token, "status": "running"},
+        {"Location": f"/runs/{quote(request_id, safe='')}"},
+    )
+
+
+def _json(status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status, content_type="application/json", body=json.dumps(body), headers=headers
+    )
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
 
 
 def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | None:
@@ -188,7 +313,7 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:
         path = _path(app.current_event.raw_event)
-        allowed = ROUTE_METHODS.get(path)
+        allowed = ROUTE_METHODS.get(_route_of(path))
         if allowed:
             return _error(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -204,13 +329,26 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "internal_error")
 
 
+def _route_of(path: str) -> str:
+    """The route template a concrete path belongs to (``/runs/q-1`` → ``/runs/{request_id}``)."""
+    parts = path.split("/")
+    if len(parts) == 3 and parts[1] == "runs" and parts[2]:
+        return "/runs/{request_id}"
+    return path
+
+
 def _path(event: Mapping[str, Any]) -> str:
     ctx = event.get("requestContext") or {}
     http = ctx.get("http") or {}
     return str(http.get("path") or event.get("path") or event.get("rawPath") or "")
 
 
-_CORS = CORSConfig(allow_origin="*", allow_headers=["Content-Type", "Authorization"], max_age=600)
+_CORS = CORSConfig(
+    allow_origin="*",
+    allow_headers=["Content-Type", "Authorization", "X-Run-Token"],
+    expose_headers=["Location"],
+    max_age=600,
+)
 
 
 @functools.cache

@@ -165,7 +165,7 @@ def message_event(
     body: str | bytes,
     *,
     route_key: str | None = None,
-    route_keys: tuple[str, ...] = ("invoke", "ping"),
+    route_keys: tuple[str, ...] | None = None,
     connection_id: str | None = None,
     stage: str = DEFAULT_STAGE,
     api_id: str = DEFAULT_API_ID,
@@ -179,7 +179,8 @@ def message_event(
     Args:
         body: The message as the client sent it (``bytes`` for a binary frame).
         route_key: The route; defaults to API Gateway's selection over ``route_keys``.
-        route_keys: The API's non-special route keys, for route selection.
+        route_keys: The API's non-special route keys, for route selection (default: every
+            action of the protocol).
         connection_id: Defaults to a fresh id.
         stage: API stage.
         api_id: API id.
@@ -193,6 +194,10 @@ def message_event(
     """
     is_binary = isinstance(body, bytes)
     if route_key is None:
+        if route_keys is None:
+            from selador.protocol import ACTIONS  # here, not at the top: this module stays stdlib-only
+
+            route_keys = ACTIONS
         route_key = select_route(body, route_keys)
     context = _ws_request_context(
         route_key=route_key,

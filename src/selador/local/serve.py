@@ -218,6 +218,13 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
             if not self._too_big(event):
                 super().handle_cont(event)
 
+        def connection_lost(self, exc: Exception | None) -> None:
+            # uvicorn reports a connection that vanished without a close frame as 1005; API
+            # Gateway (and RFC 6455) call that 1006. The gateway reads the first disconnect only.
+            if self.handshake_complete and self.conn.close_rcvd is None:
+                self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+            super().connection_lost(exc)
+
     return FrameLimitedProtocol
 
 

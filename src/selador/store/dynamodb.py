@@ -1,56 +1,58 @@
-"""DynamoDB connection store: one table, string partition key ``pk``, TTL attribute ``expires_at``.
+"""DynamoDB store: one table, string partition key ``pk``, TTL attribute ``expires_at``.
 
-Item layout:
+Item layout (every item carries ``expires_at``, whole epoch seconds, which doubles as its TTL):
 
 * ``conn#<connection id>``: one attribute per :class:`ConnectionRecord` field (``principal`` omitted
   when ``None``, ``attributes`` a map of strings).
-* ``claim#<key>``: ``expires_at`` only.
+* ``claim#<key>``: ``owner`` (the token :meth:`DynamoDbStore.claim` returned) and ``expires_at``.
 * ``ctr#<key>``: ``v`` (the count) and ``expires_at``.
+* ``run#<run id>``: one attribute per :class:`RunRecord` field, so conditions can test them;
+  a ``None`` field is an absent attribute, ``cancel_requested`` a boolean, ``claims`` a list of
+  ``[key, owner]`` string lists, ``result`` the JSON text as a string.
+* ``runname#<name>``: ``run_id`` (the run last created under that name) and the run's ``expires_at``.
+* ``frame#<run id>#<seq>``: ``data`` (the frame's JSON text) and ``expires_at``. ``seq`` is written in
+  plain decimal; it is the part after the last ``#``, so keys stay unique whatever the run id holds.
 
 DynamoDB's TTL sweeper deletes expired items lazily (often within minutes, sometimes days later), so
 every read and every conditional write here compares ``expires_at`` with the clock itself. An item
 is expired when ``expires_at <= now``, the same rule as the SQLite store.
+
+Module layout: this module holds :class:`DynamoDbStore` with the connection, claim and counter
+methods; the run and frame-log methods come from :class:`~selador.store.dynamodb_runs.DynamoRunsMixin`,
+run items and expressions from :mod:`selador.store.dynamodb_run_items`, and the helpers both halves
+share from :mod:`selador.store._dynamo`. Callers import everything from this module, which
+re-exports the public run-item helpers.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from selador.store.base import ConnectionRecord, ConnectionStore
+from selador.store._dynamo import (
+    _CLAIM,
+    _CONN,
+    _COUNTER,
+    _expires_at,
+    _expiry,
+    _is_conditional_failure,
+    _number,
+)
+from selador.store.base import ConnectionRecord, Store
+from selador.store.dynamodb_run_items import run_from_item, run_to_item
+from selador.store.dynamodb_runs import DynamoRunsMixin
+from selador.store.runs import new_owner
 
-_CONN = "conn#"
-_CLAIM = "claim#"
-_COUNTER = "ctr#"
-
-_CONDITIONAL_FAILED = "ConditionalCheckFailedException"
+__all__ = ["DynamoDbStore", "record_from_item", "record_to_item", "run_from_item", "run_to_item"]
 
 # Rounds of "update, else reset" increment() tries before giving up; each lost round means another
 # writer made progress, so running out takes pathological contention.
 _INCREMENT_ROUNDS = 8
 
 _STRING_FIELDS = ("domain_name", "stage", "api_id", "source_ip", "user_agent")
-
-
-def _expiry(now: float, ttl_seconds: int) -> int:
-    """Whole epoch seconds, rounded up: TTL wants integers and a TTL is never cut short."""
-    if ttl_seconds <= 0:
-        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
-    return math.ceil(now + ttl_seconds)
-
-
-def _number(value: float) -> dict[str, str]:
-    if not math.isfinite(value):
-        raise ValueError(f"DynamoDB numbers must be finite, got {value}")
-    return {"N": repr(int(value)) if float(value).is_integer() else repr(float(value))}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == _CONDITIONAL_FAILED)
 
 
 def record_to_item(record: ConnectionRecord) -> dict[str, Any]:
@@ -95,12 +97,8 @@ def record_from_item(item: dict[str, Any]) -> ConnectionRecord:
     )
 
 
-def _expires_at(item: dict[str, Any]) -> float:
-    return float(item["expires_at"]["N"]) if "expires_at" in item else math.inf
-
-
-class DynamoDbStore(ConnectionStore):
-    """A :class:`ConnectionStore` in one DynamoDB table.
+class DynamoDbStore(DynamoRunsMixin, Store):
+    """A :class:`~selador.store.base.Store` in one DynamoDB table.
 
     Args:
         client: A boto3 DynamoDB *client* (thread-safe; shared by all invocations of the container).
@@ -112,6 +110,8 @@ class DynamoDbStore(ConnectionStore):
         self._client = client
         self.table_name = table_name
         self._now = now
+        # Pauses between retries of unprocessed keys and transaction conflicts; tests replace it.
+        self._sleep: Callable[[float], None] = time.sleep
 
     def create_table_if_missing(self) -> bool:
         """Create the table (on-demand, ``pk`` HASH) with TTL on ``expires_at``, for tests and local use.
@@ -187,7 +187,7 @@ class DynamoDbStore(ConnectionStore):
         ).get("Attributes")
         return bool(old) and _expires_at(old) > self._now()
 
-    def claim(self, key: str, ttl_seconds: int) -> bool:
+    def claim(self, key: str, ttl_seconds: int) -> str | None:
         """Atomically create ``key`` if absent or expired (a conditional ``PutItem``).
 
         Args:
@@ -195,33 +195,91 @@ class DynamoDbStore(ConnectionStore):
             ttl_seconds: How long the claim holds (positive).
 
         Returns:
-            ``True`` for the first caller, ``False`` while an unexpired claim exists.
+            The new owner token for the first caller, ``None`` while an unexpired claim exists.
 
         Raises:
             ValueError: ``ttl_seconds`` is not positive.
         """
         now = self._now()
+        expires_at = _expiry(now, ttl_seconds)
+        owner = new_owner()
         try:
             self._client.put_item(
                 TableName=self.table_name,
-                Item={"pk": {"S": _CLAIM + key}, "expires_at": _number(_expiry(now, ttl_seconds))},
+                Item={"pk": {"S": _CLAIM + key}, "owner": {"S": owner}, "expires_at": _number(expires_at)},
                 ConditionExpression="attribute_not_exists(pk) OR #e <= :now",
                 ExpressionAttributeNames={"#e": "expires_at"},
                 ExpressionAttributeValues={":now": _number(now)},
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):
-                return False
+                return None
             raise
-        return True
+        return owner
 
-    def release(self, key: str) -> None:
-        """Remove a claim (no error when absent).
+    def release(self, key: str, owner: str) -> bool:
+        """Remove ``owner``'s claim (no error when absent or someone else's).
 
         Args:
             key: The claim's name.
+            owner: The token :meth:`claim` returned.
+
+        Returns:
+            ``True`` when this owner's unexpired claim was removed (an expired one of ours is
+            deleted too, silently, as in the SQLite store).
         """
-        self._client.delete_item(TableName=self.table_name, Key={"pk": {"S": _CLAIM + key}})
+        try:
+            old = self._client.delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _CLAIM + key}},
+                # Whoever took the key after our claim expired owns it now: only our token deletes.
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": {"S": owner}},
+                ReturnValues="ALL_OLD",
+            ).get("Attributes")
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return bool(old) and _expires_at(old) > self._now()
+
+    def renew(self, key: str, owner: str, ttl_seconds: int) -> bool:
+        """Extend ``owner``'s unexpired claim to ``ttl_seconds`` from now.
+
+        Args:
+            key: The claim's name.
+            owner: The token :meth:`claim` returned.
+            ttl_seconds: The new lifetime (positive).
+
+        Returns:
+            ``False`` when the claim is gone, expired or someone else's (nothing changed then).
+
+        Raises:
+            ValueError: ``ttl_seconds`` is not positive.
+        """
+        now = self._now()
+        expires_at = _expiry(now, ttl_seconds)
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": _CLAIM + key}},
+                UpdateExpression="SET #e = :exp",
+                # An expired claim is free for anyone to take; renewing it would revive it behind
+                # the back of a caller that may already have seen it lapse.
+                ConditionExpression="#o = :o AND #e > :now",
+                ExpressionAttributeNames={"#o": "owner", "#e": "expires_at"},
+                ExpressionAttributeValues={
+                    ":o": {"S": owner},
+                    ":exp": _number(expires_at),
+                    ":now": _number(now),
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def increment(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
         """Atomically add to a counter that expires ``ttl_seconds`` after its creation.

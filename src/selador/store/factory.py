@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from selador.store.base import ConnectionStore
+from selador.store.base import Store
 from selador.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from selador.settings import Settings
 
 
-def build_store(settings: Settings, dynamodb_client: Any | None = None) -> ConnectionStore:
+def build_store(settings: Settings, dynamodb_client: Any | None = None) -> Store:
     """Build the connection store: DynamoDB when ``connections_table`` is set, else SQLite.
 
     boto3 is imported only on the DynamoDB path, so local runs and the SQLite fallback never pay for it.

@@ -9,10 +9,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from selador.store.base import ConnectionRecord, ConnectionStore
+from selador.store.base import ConnectionRecord, RunFinish, RunRecord, Store
+from selador.store.runs import (
+    check_changes,
+    check_expect,
+    new_owner,
+    run_from_json,
+    run_matches,
+    run_to_json,
+)
 
 _SCHEMA = (
     """
@@ -31,11 +39,45 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at)",
+    """
+    CREATE TABLE IF NOT EXISTS claims (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS claims_expires_at ON claims (expires_at)",
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS runs_expires_at ON runs (expires_at)",
+    """
+    CREATE TABLE IF NOT EXISTS run_names (
+        name TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS run_names_expires_at ON run_names (expires_at)",
+    """
+    CREATE TABLE IF NOT EXISTS run_frames (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS run_frames_expires_at ON run_frames (expires_at)",
 )
+_EXPIRING_TABLES = ("connections", "kv", "claims", "runs", "run_names", "run_frames")
 
-# Claims and counters share the kv table; the prefixes keep ``claim("x")`` and ``increment("x")``
-# apart, the same way the DynamoDB store's ``claim#`` / ``ctr#`` partition keys do.
-_CLAIM_PREFIX = "claim#"
+# Counters live in the kv table under this prefix (the DynamoDB store's ``ctr#`` partition keys);
+# claims have a table of their own because they carry an owner token.
 _COUNTER_PREFIX = "ctr#"
 
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ConnectionRecord))
@@ -79,8 +121,8 @@ def record_from_json(text: str) -> ConnectionRecord:
     return ConnectionRecord(**data)
 
 
-class SqliteStore(ConnectionStore):
-    """A :class:`ConnectionStore` in one SQLite file (or ``:memory:``).
+class SqliteStore(Store):
+    """A :class:`~selador.store.base.Store` in one SQLite file (or ``:memory:``).
 
     One connection is shared by all threads behind a lock (the local gateway runs invocations in
     threads). Every mutation is a single ``INSERT ... ON CONFLICT`` statement, or a ``BEGIN IMMEDIATE``
@@ -177,9 +219,10 @@ class SqliteStore(ConnectionStore):
             How many rows were deleted.
         """
         now = self._now()
+        deleted = 0
         with self._lock, self._transaction():
-            deleted = self._conn.execute("DELETE FROM connections WHERE expires_at <= ?", (now,)).rowcount
-            deleted += self._conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,)).rowcount
+            for table in _EXPIRING_TABLES:
+                deleted += self._conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,)).rowcount
         return deleted
 
     def put_connection(self, record: ConnectionRecord) -> None:
@@ -226,7 +269,7 @@ class SqliteStore(ConnectionStore):
             ).fetchall()
         return bool(rows) and rows[0][0] > self._now()
 
-    def claim(self, key: str, ttl_seconds: int) -> bool:
+    def claim(self, key: str, ttl_seconds: int) -> str | None:
         """Atomically create ``key`` if absent or expired.
 
         Args:
@@ -234,34 +277,62 @@ class SqliteStore(ConnectionStore):
             ttl_seconds: How long the claim holds (positive).
 
         Returns:
-            ``True`` for the first caller, ``False`` while an unexpired claim exists.
+            The new owner token for the first caller, ``None`` while an unexpired claim exists.
 
         Raises:
             ValueError: ``ttl_seconds`` is not positive.
         """
         now = self._now()
         expires_at = _expiry(now, ttl_seconds)
+        owner = new_owner()
         with self._lock:
             # The DO UPDATE only fires over an expired claim; over a live one the statement changes
             # nothing and RETURNING yields no row. One statement, so atomic across processes.
             # fetchall, never fetchone, after RETURNING: the autocommit transaction (and the file's
             # write lock) ends only when the statement has been stepped to completion.
             rows = self._conn.execute(
-                "INSERT INTO kv (key, value, expires_at) VALUES (?, 1, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = 1, expires_at = excluded.expires_at "
-                "WHERE kv.expires_at <= ? RETURNING 1",
-                (_CLAIM_PREFIX + key, expires_at, now),
+                "INSERT INTO claims (key, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+                "WHERE claims.expires_at <= ? RETURNING 1",
+                (key, owner, expires_at, now),
             ).fetchall()
-        return bool(rows)
+        return owner if rows else None
 
-    def release(self, key: str) -> None:
-        """Remove a claim (no error when absent).
+    def release(self, key: str, owner: str) -> bool:
+        """Remove ``owner``'s claim (no error when absent or someone else's).
 
         Args:
             key: The claim's name.
+            owner: The token :meth:`claim` returned.
+
+        Returns:
+            ``True`` when this owner's claim was removed.
         """
         with self._lock:
-            self._conn.execute("DELETE FROM kv WHERE key = ?", (_CLAIM_PREFIX + key,))
+            rows = self._conn.execute(
+                "DELETE FROM claims WHERE key = ? AND owner = ? RETURNING expires_at", (key, owner)
+            ).fetchall()
+        return bool(rows) and rows[0][0] > self._now()
+
+    def renew(self, key: str, owner: str, ttl_seconds: int) -> bool:
+        """Extend ``owner``'s unexpired claim to ``ttl_seconds`` from now.
+
+        Args:
+            key: The claim's name.
+            owner: The token :meth:`claim` returned.
+            ttl_seconds: The new lifetime (positive).
+
+        Returns:
+            ``False`` when the claim is gone, expired or someone else's.
+        """
+        now = self._now()
+        expires_at = _expiry(now, ttl_seconds)
+        with self._lock:
+            rows = self._conn.execute(
+                "UPDATE claims SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ? RETURNING 1",
+                (expires_at, key, owner, now),
+            ).fetchall()
+        return bool(rows)
 
     def increment(self, key: str, ttl_seconds: int, amount: int = 1) -> int:
         """Atomically add to a counter that expires ``ttl_seconds`` after its creation.
@@ -292,12 +363,171 @@ class SqliteStore(ConnectionStore):
             ).fetchall()
         return int(rows[0][0])
 
+    # -- runs ------------------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, *, name: str | None = None) -> None:
+        """Store a new run and, when ``name`` is given, point that name at it.
+
+        Args:
+            run: The record.
+            name: A name :meth:`find_run` resolves to this run until the record expires.
+        """
+        with self._lock, self._transaction():
+            self._conn.execute(
+                "INSERT INTO runs (run_id, data, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+                (run.run_id, run_to_json(run), run.expires_at),
+            )
+            if name is not None:
+                self._conn.execute(
+                    "INSERT INTO run_names (name, run_id, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id, "
+                    "expires_at = excluded.expires_at",
+                    (name, run.run_id, run.expires_at),
+                )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None`` when absent or expired.
+
+        Args:
+            run_id: The run.
+        """
+        with self._lock:
+            return self._get_run_locked(run_id)
+
+    def _get_run_locked(self, run_id: str) -> RunRecord | None:
+        row = self._conn.execute(
+            "SELECT data FROM runs WHERE run_id = ? AND expires_at > ?", (run_id, self._now())
+        ).fetchone()
+        return None if row is None else run_from_json(row[0])
+
+    def find_run(self, name: str) -> RunRecord | None:
+        """The run last created under ``name``, or ``None``.
+
+        Args:
+            name: The name given to :meth:`create_run`.
+        """
+        now = self._now()
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT r.data FROM run_names n JOIN runs r ON r.run_id = n.run_id "
+                "WHERE n.name = ? AND n.expires_at > ? AND r.expires_at > ?",
+                (name, now, now),
+            ).fetchone()
+        return None if row is None else run_from_json(row[0])
+
+    def update_run(
+        self,
+        run_id: str,
+        changes: Mapping[str, object],
+        *,
+        expect_status: Collection[str] | None = None,
+        expect: Mapping[str, object] | None = None,
+    ) -> RunRecord | None:
+        """Change a run atomically when it exists, is unexpired and meets the conditions.
+
+        Args:
+            run_id: The run.
+            changes: Fields to set.
+            expect_status: Statuses the run must be in.
+            expect: Fields that must hold exactly these values.
+
+        Returns:
+            The record after the change, or ``None`` when nothing changed.
+        """
+        check_changes(changes)
+        check_expect(expect)
+        with self._lock, self._transaction():
+            return self._update_run_locked(run_id, changes, expect_status, expect)
+
+    def _update_run_locked(
+        self,
+        run_id: str,
+        changes: Mapping[str, object],
+        expect_status: Collection[str] | None,
+        expect: Mapping[str, object] | None,
+    ) -> RunRecord | None:
+        current = self._get_run_locked(run_id)
+        if current is None or not run_matches(current, expect_status, expect):
+            return None
+        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]  # names checked above
+        self._conn.execute(
+            "UPDATE runs SET data = ?, expires_at = ? WHERE run_id = ?",
+            (run_to_json(updated), updated.expires_at, run_id),
+        )
+        return updated
+
+    def append_frame(
+        self, run_id: str, seq: int, data: str, expires_at: int, *, finish: RunFinish | None = None
+    ) -> bool:
+        """Log frame ``seq`` unless it is there already; with ``finish``, end the run in the same step.
+
+        Args:
+            run_id: The run.
+            seq: The frame's ``seq``.
+            data: Its JSON text.
+            expires_at: When the frame may be deleted.
+            finish: The change that ends the run, applied only if the run is in an expected status.
+
+        Returns:
+            ``True`` when written.
+        """
+        if finish is not None:
+            check_changes(finish.changes)
+        with self._lock:
+            try:
+                with self._transaction():
+                    inserted = self._conn.execute(
+                        "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
+                        (run_id, seq, data, expires_at),
+                    ).fetchall()
+                    if not inserted:
+                        return False
+                    if finish is not None:
+                        ended = self._update_run_locked(run_id, finish.changes, finish.expect_status, None)
+                        if ended is None:
+                            raise _Rollback  # leaving by exception rolls the frame back too
+            except _Rollback:
+                return False
+        return True
+
+    def read_frames(self, run_id: str, after_seq: int = 0, limit: int = 100) -> list[tuple[int, str]]:
+        """Logged frames after ``after_seq``, in order, up to the first gap.
+
+        Args:
+            run_id: The run.
+            after_seq: Only frames after this one.
+            limit: At most this many.
+
+        Returns:
+            ``(seq, data)`` pairs with contiguous seqs from ``after_seq + 1``.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, data FROM run_frames WHERE run_id = ? AND seq > ? AND expires_at > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, self._now(), limit),
+            ).fetchall()
+        frames: list[tuple[int, str]] = []
+        expected = after_seq + 1
+        for seq, data in rows:
+            if seq != expected:
+                break
+            frames.append((int(seq), str(data)))
+            expected += 1
+        return frames
+
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite refused because another connection holds a lock (any ``SQLITE_BUSY_*``)."""
     code = getattr(exc, "sqlite_errorcode", None)
     # The low byte is the primary result code; extended codes (BUSY_RECOVERY…) share it.
     return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo it without an error."""
 
 
 class _ImmediateTransaction:

@@ -1,8 +1,9 @@
-"""WebSocket routes: ``$connect``, ``$disconnect``, ``$default``, ``invoke``, ``ping``.
+"""WebSocket routes: connect, disconnect, default, ``invoke``, ``resume``, ``cancel``, ``ping``.
 
-Each route is a small function of (event, context, dependencies). Replies go through
-PostToConnection because WebSocket routes are one-way without a route response. Nothing here
-imports strands: only :func:`invoke` reaches the orchestrator, and lazily.
+Each route is a small function of (event, context, dependencies): parse, authorise, call the run
+logic (:mod:`selador.runs`), reply. Replies go through PostToConnection because WebSocket routes
+are one-way without a route response. Nothing here imports strands: only executing a run reaches
+the orchestrator, and lazily.
 """
 
 from __future__ import annotations
@@ -16,27 +17,27 @@ from typing import Any
 
 from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import Dependencies
-from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
 from selador.protocol import (
     ACTIONS,
     ErrorFrame,
     PongFrame,
     ProtocolError,
-    QueryRequest,
-    StatusFrame,
+    RunCommand,
     _Frame,
     decode_json,
     parse_query,
+    parse_run_command,
 )
-from selador.store.base import ConnectionRecord
+from selador.runs.executor import execute, launch
+from selador.runs.sender import INTERNAL_ERROR_TEXT
+from selador.runs.service import STARTED_LATE_TEXT, Refused, Runs, cancelled_frame
+from selador.store.base import ConnectionRecord, RunRecord
 from selador.websocket.management import ConnectionGone, PostFailed, resolve_endpoint
-from selador.websocket.sender import FrameSender
 
 OK: dict[str, Any] = {"statusCode": 200}
 _AUTH_CODES = {401: "unauthorized", 403: "forbidden", 503: "unavailable"}
-DEADLINE_MARGIN_S = 5.0
-"""Seconds kept back from Lambda's deadline to send the timeout frame and flush."""
+_PENDING = frozenset({"pending"})
 
 Route = Callable[[Mapping[str, Any], Any, Dependencies], dict[str, Any]]
 
@@ -128,7 +129,7 @@ def ping(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str
 
 
 def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
-    """Validate a question, acknowledge it, and stream the answer (here or in a job).
+    """Validate a question, start its run, acknowledge it, and execute it (here or in a job).
 
     In ``async`` run mode the run is handed to an asynchronous invocation of this function and
     the route returns in milliseconds, so API Gateway's 29-second integration timeout never fires.
@@ -143,7 +144,126 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
     logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
     # The question is user content: DEBUG only, never at INFO.
     logger.debug("question", extra={"question": request.question, "context": request.context})
+    principal = _principal_or_refuse(event, deps, request.request_id)
+    if principal is _REFUSED:
+        return OK
+    runs = Runs(deps)
+    outcome = runs.start(
+        request,
+        principal=principal,
+        scope=f"p:{principal}" if principal else f"c:{connection_id}",
+        limit_subject=connection_id,
+        connection_id=connection_id,
+        endpoint=endpoint,
+    )
+    if isinstance(outcome, Refused):
+        _reply(
+            event, deps, ErrorFrame(code=outcome.code, error=outcome.message, request_id=request.request_id)
+        )
+        return OK
+    run = outcome.run
+    try:
+        if not runs.post(connection_id, endpoint, outcome.accepted):
+            # Gone before the answer began. Only an authenticated owner can find the run again
+            # (an anonymous client never saw its token), and only if it asked the run to go on.
+            if principal is None or request.on_disconnect == "cancel":
+                runs.finish(run, cancelled_frame(), expect_status=_PENDING)
+                return OK
+            deps.store.update_run(
+                run.run_id, {"connection_id": None, "endpoint": None}, expect={"connection_id": connection_id}
+            )
+        if deps.settings.run_mode == "async":
+            if not launch(deps, run.run_id, request):
+                # Lambda may have queued the job although the call failed: the run ends here
+                # only if no job has taken it, and a job that comes later finds it ended.
+                runs.finish(
+                    run, ErrorFrame(code="internal_error", error=STARTED_LATE_TEXT), expect_status=_PENDING
+                )
+            return OK
+    except Exception:  # noqa: BLE001 - the client holds an accepted run: it must hear how it ended
+        logger.exception("could not start the run")
+        runs.finish(run, ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT), expect_status=_PENDING)
+        return OK
+    execute(deps, context, run.run_id, request)
+    return OK
 
+
+def resume(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Replay a run's frames after ``after_seq`` to this connection, then stream the rest here."""
+    found = _find_run(event, deps, "resume")
+    if found is None:
+        return OK
+    runs, run, command = found
+    runs.resume(
+        run,
+        after_seq=command.after_seq,
+        connection_id=event["requestContext"]["connectionId"],
+        endpoint=resolve_endpoint(event, deps.settings),
+    )
+    return OK
+
+
+def cancel(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[str, Any]:
+    """Stop a run; its terminal frame (a cancelled ``result``) comes to this connection."""
+    found = _find_run(event, deps, "cancel")
+    if found is None:
+        return OK
+    runs, run, command = found
+    outcome = runs.cancel(
+        run,
+        connection_id=event["requestContext"]["connectionId"],
+        endpoint=resolve_endpoint(event, deps.settings),
+    )
+    if outcome == "not_running":
+        _reply(
+            event,
+            deps,
+            ErrorFrame(
+                code="not_running",
+                error=f"run {command.request_id!r} has already ended; send resume to read how",
+                request_id=command.request_id,
+            ),
+        )
+    elif outcome == "unknown_run":
+        _reply(event, deps, _unknown_run(command.request_id, "cancel"))
+    return OK
+
+
+def _find_run(
+    event: Mapping[str, Any], deps: Dependencies, action: str
+) -> tuple[Runs, RunRecord, RunCommand] | None:
+    """Parse a run command and find the run this connection may act on (replying when it may not)."""
+    try:
+        command = parse_run_command(decode_json(_body(event)))
+    except ProtocolError as exc:
+        _reply(event, deps, ErrorFrame(code="bad_request", error=str(exc), request_id=exc.request_id))
+        return None
+    logger.thread_safe_append_keys(request_id=command.request_id)
+    principal = _principal_or_refuse(event, deps, command.request_id)
+    if principal is _REFUSED:
+        return None
+    runs = Runs(deps)
+    run = runs.lookup(command.request_id, principal=principal, token=command.run_token)
+    if run is None:
+        _reply(event, deps, _unknown_run(command.request_id, action))
+        return None
+    return runs, run, command
+
+
+def _unknown_run(request_id: str, action: str) -> ErrorFrame:
+    # One answer for missing, expired and foreign runs: nothing tells them apart.
+    return ErrorFrame(
+        code="unknown_run",
+        error=f"no run {request_id!r} to {action}: it does not exist, has expired, or needs its run_token",
+        request_id=request_id,
+    )
+
+
+_REFUSED: Any = object()
+
+
+def _principal_or_refuse(event: Mapping[str, Any], deps: Dependencies, request_id: str) -> str | None:
+    """The connection's principal; :data:`_REFUSED` (after replying) when auth is on and none is known."""
     principal = connection_principal(event, deps)
     if deps.settings.auth_mode == "jwt" and principal is None:
         # $connect stores the principal of every authenticated connection; none means the record
@@ -154,94 +274,11 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
             ErrorFrame(
                 code="unauthorized",
                 error="this connection is not authenticated; reconnect with a token",
-                request_id=request.request_id,
+                request_id=request_id,
             ),
         )
-        return OK
-    # The duplicate check comes first: a resent running id is a duplicate, not a new query, and
-    # must neither count against the limits nor be reported as one.
-    running_key = run_key(connection_id, request.request_id)
-    if not deps.store.claim(running_key, deps.settings.run_claim_ttl_seconds):
-        _reply(
-            event,
-            deps,
-            ErrorFrame(
-                code="duplicate_request",
-                error=f"request_id {request.request_id!r} is already running on this connection",
-                request_id=request.request_id,
-            ),
-        )
-        return OK
-    limits = Limits(deps.store, deps.settings)
-    try:
-        admission = limits.admit(connection_id, principal)
-    except Exception:
-        deps.store.release(running_key)
-        raise
-    if isinstance(admission, LimitExceeded):
-        deps.store.release(running_key)
-        logger.info("query refused by a limit", extra={"limit": admission.limit, "principal": principal})
-        _reply(
-            event,
-            deps,
-            ErrorFrame(code="rate_limited", error=admission.message, request_id=request.request_id),
-        )
-        return OK
-
-    accepted = StatusFrame(
-        stage="accepted", message="Processing your query...", request_id=request.request_id, seq=1
-    )
-    if deps.settings.run_mode == "async":
-        from selador.websocket.jobs import hand_off
-
-        try:
-            deps.management(endpoint).post(connection_id, accepted.to_json().encode())
-        except ConnectionGone:
-            deps.store.release(running_key)
-            limits.finish(admission)
-            logger.info("client gone before the run started")
-            return OK
-        except PostFailed as exc:
-            # The client may well be there (the acknowledgement can even have arrived late): the
-            # run goes ahead; its own sender decides, frame by frame, whether anyone listens.
-            logger.warning(
-                "accepted status not confirmed; starting the run anyway", extra={"reason": str(exc)}
-            )
-        # From here the job owns the slot and releases it when its run ends.
-        if not hand_off(
-            deps,
-            connection_id=connection_id,
-            endpoint=endpoint,
-            request=request,
-            next_seq=2,
-            slot=admission.slot,
-        ):
-            deps.store.release(running_key)
-            limits.finish(admission)
-            _reply(
-                event,
-                deps,
-                ErrorFrame(
-                    code="internal_error",
-                    error="The query could not be started; please try again",
-                    request_id=request.request_id,
-                    seq=2,
-                ),
-            )
-        return OK
-    try:
-        stream_query(
-            deps,
-            context,
-            connection_id=connection_id,
-            endpoint=endpoint,
-            request=request,
-            preamble=[accepted.model_copy(update={"request_id": None, "seq": None})],
-        )
-    finally:
-        deps.store.release(running_key)
-        limits.finish(admission)
-    return OK
+        return _REFUSED
+    return principal
 
 
 def connection_principal(event: Mapping[str, Any], deps: Dependencies) -> str | None:
@@ -257,74 +294,13 @@ def connection_principal(event: Mapping[str, Any], deps: Dependencies) -> str | 
     return record.principal if record is not None else None
 
 
-def run_key(connection_id: str, request_id: str) -> str:
-    """The claim that marks a request as running on a connection."""
-    return f"run#{connection_id}#{request_id}"
-
-
-def stream_query(
-    deps: Dependencies,
-    context: Any,
-    *,
-    connection_id: str,
-    endpoint: str,
-    request: QueryRequest,
-    preamble: list[_Frame] | None = None,
-    first_seq: int = 1,
-) -> None:
-    """Run one query in this invocation, streaming its frames to a connection.
-
-    Args:
-        deps: Container dependencies.
-        context: The Lambda context (for the remaining time).
-        connection_id: Where the frames go.
-        endpoint: The management endpoint of that connection's API.
-        request: The validated query.
-        preamble: Frames to send before the run's own (the ``accepted`` status when inline).
-        first_seq: ``seq`` of the first frame this invocation sends.
-    """
-    api = deps.management(endpoint)
-    settings = deps.settings
-
-    def on_gone() -> None:
-        # The stale id is the one we were posting to: never the caller's or another's.
-        deps.store.delete_connection(connection_id)
-
-    sender = FrameSender(
-        lambda data: api.post(connection_id, data),
-        request_id=request.request_id,
-        flush_ms=settings.stream_flush_ms,
-        flush_max_ms=settings.stream_flush_max_ms,
-        max_chars=settings.stream_max_frame_chars,
-        on_gone=on_gone,
-        first_seq=first_seq,
-    )
-    for frame in preamble or ():
-        sender.send(frame)
-    deadline = _deadline(context)
-    try:
-        from selador.agents.orchestrator import run_query
-
-        run_query(request, sender, settings=settings, deadline=deadline)
-    finally:
-        stats = sender.close(timeout=max(1.0, _remaining_s(context) - 1.0))
-        logger.info(
-            "query finished",
-            extra={
-                "frames_posted": stats.frames_posted,
-                "bytes_posted": stats.bytes_posted,
-                "frames_dropped": stats.frames_dropped,
-                "client_gone": stats.gone,
-                "post_failure": stats.failed,
-            },
-        )
-
-
 ROUTES: dict[str, Route] = {
     "$connect": connect,
     "$disconnect": disconnect,
     "$default": default,
     "invoke": invoke,
+    "resume": resume,
+    "cancel": cancel,
     "ping": ping,
 }
 
@@ -371,17 +347,3 @@ def _reply(event: Mapping[str, Any], deps: Dependencies, frame: _Frame) -> None:
         logger.info("client gone before the reply")
     except PostFailed as exc:
         logger.warning("reply not delivered", extra={"reason": str(exc)})
-
-
-def _remaining_s(context: Any) -> float:
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    if getter is None:
-        return 900.0
-    return float(getter()) / 1000
-
-
-def _deadline(context: Any) -> float:
-    """A ``time.monotonic()`` deadline before Lambda would kill the invocation."""
-    remaining = _remaining_s(context)
-    margin = min(DEADLINE_MARGIN_S, remaining * 0.1)
-    return time.monotonic() + remaining - margin

@@ -395,16 +395,20 @@ def test_classify_error_unwraps_causes() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def test_client_gone_mid_stream_cancels(settings: Settings) -> None:
+async def test_a_cancel_mid_stream_ends_with_a_cancelled_result_holding_the_text_so_far(
+    settings: Settings,
+) -> None:
     model = RecordingResponder()
     sink = CancellingSink("r", after=3)
 
     data = await make(settings, model).run(request(), sink)
 
-    assert data is None
     terminal = assert_single_terminal(sink)
-    assert isinstance(terminal, ErrorFrame)
-    assert (terminal.code, terminal.error) == ("cancelled", "The query was cancelled")
+    assert isinstance(terminal, ResultFrame) and terminal.data == data
+    assert terminal.data.success is False and terminal.data.stop_reason == "cancelled"
+    streamed = "".join(f.content for f in sink.frames if isinstance(f, DeltaFrame))
+    assert terminal.data.content == streamed and streamed  # exactly what the client saw
+    assert terminal.data.agent == "rag" and terminal.data.query_type == "zoning"
     # The model stopped within a token or two of the signal, far short of the whole answer.
     assert 3 <= sink.deltas <= 5
     assert not any(isinstance(f, MessageFrame) for f in sink.frames)
@@ -417,8 +421,12 @@ async def test_cancelled_before_the_start(settings: Settings) -> None:
     await make(settings).run(request(), sink)
 
     terminal = assert_single_terminal(sink)
-    assert isinstance(terminal, ErrorFrame)
-    assert terminal.code == "cancelled"
+    assert isinstance(terminal, ResultFrame)
+    assert (terminal.data.success, terminal.data.stop_reason, terminal.data.content) == (
+        False,
+        "cancelled",
+        "",
+    )
     assert not any(isinstance(f, DeltaFrame) for f in sink.frames)
 
 

@@ -181,9 +181,19 @@ def test_http_api(template: dict[str, Any]) -> None:
     events = props(template, "MainLambda")["Events"]
     assert {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()} == {
         ("POST", "/invoke"),
+        ("POST", "/runs"),
+        ("GET", "/runs/{request_id}"),
+        ("DELETE", "/runs/{request_id}"),
         ("GET", "/health"),
     }
     assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events.values())
+    # Every route that touches a run or the model is behind the JWT authorizer; health is open.
+    for event in events.values():
+        authorised = event["Properties"].get("Auth", {}).get("Authorizer") == "OidcJwt"
+        assert authorised == (event["Properties"]["Path"] != "/health"), event
+    cors = api["CorsConfiguration"]
+    assert "DELETE" in cors["AllowMethods"] and "X-Run-Token" in cors["AllowHeaders"]
+    assert cors["ExposeHeaders"] == ["Location"]
 
 
 # ----------------------------------------------------------------------------------- DynamoDB

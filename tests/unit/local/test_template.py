@@ -74,8 +74,22 @@ def test_real_template_environment_resolves_parameters_and_lists_the_rest() -> N
 def test_real_template_routes_and_stage() -> None:
     config = load_template(TEMPLATE)
     assert config.route_selection_expression == "$request.body.action"
-    assert config.websocket_route_keys == ("$connect", "$disconnect", "$default", "invoke", "ping")
-    assert config.http_routes == (("POST", "/invoke"), ("GET", "/health"))
+    assert config.websocket_route_keys == (
+        "$connect",
+        "$disconnect",
+        "$default",
+        "invoke",
+        "ping",
+        "resume",
+        "cancel",
+    )
+    assert config.http_routes == (
+        ("POST", "/invoke"),
+        ("POST", "/runs"),
+        ("GET", "/runs/{request_id}"),
+        ("DELETE", "/runs/{request_id}"),
+        ("GET", "/health"),
+    )
     assert config.stage_name == "production"
     assert config.parameters["StageName"] == "production"
     assert config.parameters["FunctionTimeout"] == "900"

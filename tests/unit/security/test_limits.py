@@ -128,31 +128,38 @@ def test_default_limits() -> None:
 def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> None:
     from selador.deps import get_dependencies
     from selador.limits import slot_key
-    from selador.websocket.jobs import run_job
-    from selador.websocket.routes import run_key
+    from selador.protocol import QueryRequest
+    from selador.runs.jobs import run_job
+    from selador.runs.service import Runs, Started
 
     from .conftest import recording_handler
 
     with recording_handler() as client:
-        store = get_dependencies().store
+        deps = get_dependencies()
+        store = deps.store
+        request = QueryRequest(question="What is the FAR in LR2?", request_id="j-1")
+        # What the invoke route does before handing off: the run holds a concurrency slot.
+        started = Runs(deps).start(
+            request,
+            principal=None,
+            scope="c:conn-1",
+            limit_subject="conn-1",
+            connection_id="conn-1",
+            endpoint="https://api.example/production",
+        )
+        assert isinstance(started, Started)
         slot = slot_key("conn-1", 0)
-        assert store.claim(slot, 900)  # what the invoke route took before handing off
-        assert store.claim(run_key("conn-1", "j-1"), 900)  # and the running request's claim
-        job = {
-            "connection_id": "conn-1",
-            "endpoint": "https://api.example/production",
-            "request": {"question": "What is the FAR in LR2?", "request_id": "j-1"},
-            "slot": slot,
-            "job_id": "job-1",
-        }
-        assert run_job(job, context, get_dependencies())["statusCode"] == 200
+        assert slot in dict(started.run.claims)
+        assert store.claim(slot, 900) is None, "the run holds the slot"
+        job = {"run_id": started.run.run_id, "request": request.model_dump(mode="json")}
+        assert run_job(job, context, deps)["statusCode"] == 200
         assert client.posts["conn-1"][-1]["type"] == "result"
-        assert store.claim(slot, 900), "the slot is free again"
-        store.release(slot)
-        # A duplicate delivery must not free a slot the first delivery (or a new run) holds.
-        assert store.claim(slot, 900)
-        assert run_job(job, context, get_dependencies())["statusCode"] == 200
-        assert not store.claim(slot, 900)
+        newer = store.claim(slot, 900)
+        assert newer is not None, "the slot is free again"
+        # A duplicate delivery runs nothing and must not free a slot a newer run holds.
+        assert run_job(job, context, deps)["statusCode"] == 200
+        assert store.claim(slot, 900) is None
+        assert store.release(slot, newer)
 
 
 def test_a_store_failure_while_counting_releases_the_slot(tmp_path) -> None:
@@ -169,7 +176,7 @@ def test_a_store_failure_while_counting_releases_the_slot(tmp_path) -> None:
     limits = Limits(store, Settings(limit_concurrent_per_connection=1))
     with pytest.raises(RuntimeError, match="throttled"):
         limits.admit("c", None)
-    assert store.claim(slot_key("c", 0), 60), "the slot is free again"
+    assert store.claim(slot_key("c", 0), 60) is not None, "the slot is free again"
     assert isinstance(
         Limits(SqliteStore(str(tmp_path / "t.sqlite3")), Settings()).admit("c", None), Admission
     )

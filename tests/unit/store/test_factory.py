@@ -21,7 +21,8 @@ def test_sqlite_when_no_table(tmp_path: Path) -> None:
     store = build_store(settings)
     assert isinstance(store, SqliteStore)
     assert store.path == path
-    assert store.claim("k", 10) is True
+    assert store.claim("k", 10) is not None
+    assert store.claim("k", 10) is None
     assert Path(path).exists()
 
 
@@ -35,7 +36,8 @@ def test_dynamodb_with_injected_client(dynamodb_client: LinearizedClient) -> Non
     assert isinstance(store, DynamoDbStore)
     assert store.table_name == "t"
     store.create_table_if_missing()
-    assert store.claim("k", 10) is True
+    assert store.claim("k", 10) is not None
+    assert store.claim("k", 10) is None
     assert dynamodb_client.describe_table(TableName="t")["Table"]["ItemCount"] >= 0
 
 

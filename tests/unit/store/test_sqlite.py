@@ -17,7 +17,7 @@ from selador.store.base import ConnectionRecord
 from selador.store.sqlite import SqliteStore, record_from_json, record_to_json
 
 from .conftest import T0, FakeClock
-from .test_contract import record, run_concurrently
+from .test_contract import record, run_concurrently, run_record
 
 
 @pytest.fixture
@@ -33,10 +33,13 @@ def test_two_instances_on_one_file_share_everything(path: str, clock: FakeClock)
     assert b.delete_connection("x=") is True
     assert a.get_connection("x=") is None
 
-    assert a.claim("k", 60) is True
-    assert b.claim("k", 60) is False
-    b.release("k")
-    assert a.claim("k", 60) is True
+    owner = a.claim("k", 60)
+    assert owner is not None
+    assert b.claim("k", 60) is None
+    assert b.release("k", "not-the-owner") is False
+    assert a.claim("k", 60) is None
+    assert b.release("k", owner) is True
+    assert a.claim("k", 60) is not None
 
     assert a.increment("n", 60) == 1
     assert b.increment("n", 60) == 2
@@ -48,7 +51,7 @@ def test_claim_is_atomic_across_instances_and_threads(path: str) -> None:
     for round_ in range(5):
         key = f"k{round_}"
         results = run_concurrently(8, lambda i: stores[i % 4].claim(key, 60))  # noqa: B023 - pool joins first
-        assert results.count(True) == 1, results
+        assert sum(r is not None for r in results) == 1, results
 
 
 def test_increments_across_instances_and_threads(path: str) -> None:
@@ -68,7 +71,7 @@ _WORKER = textwrap.dedent(
         time.sleep(0.001)
     won = store.claim("once", 600)
     values = [store.increment("hits", 600) for _ in range(50)]
-    print(int(won), *values)
+    print(int(won is not None), *values)
     """
 )
 
@@ -102,7 +105,7 @@ def test_writer_waits_for_another_connections_lock(path: str) -> None:
     timer.start()
     began = time.monotonic()
     try:
-        assert store.claim("k", 60) is True
+        assert store.claim("k", 60) is not None
     finally:
         timer.join()
         other.close()
@@ -119,7 +122,7 @@ def test_writer_gives_up_after_busy_timeout(path: str) -> None:
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert store.claim("k", 60) is True
+    assert store.claim("k", 60) is not None
 
 
 def _hold_write_lock_on_new_file(path: str) -> sqlite3.Connection:
@@ -145,7 +148,7 @@ def test_opening_waits_for_another_connections_lock_on_a_new_file(path: str) -> 
         timer.join()
         other.close()
     assert time.monotonic() - began >= 0.25
-    assert store.claim("k", 60) is True
+    assert store.claim("k", 60) is not None
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -160,7 +163,7 @@ def test_opening_gives_up_after_busy_timeout(path: str) -> None:
         other.execute("ROLLBACK")
         other.close()
     assert time.monotonic() - began >= 0.15
-    assert SqliteStore(path).claim("k", 60) is True
+    assert SqliteStore(path).claim("k", 60) is not None
 
 
 def test_file_is_in_wal_mode(path: str) -> None:
@@ -175,8 +178,8 @@ def test_memory_stores_are_private(clock: FakeClock) -> None:
     a.put_connection(record("m"))
     assert a.get_connection("m") == record("m")
     assert b.get_connection("m") is None
-    assert a.claim("k", 10) is True
-    assert b.claim("k", 10) is True
+    assert a.claim("k", 10) is not None
+    assert b.claim("k", 10) is not None
 
 
 def test_missing_parent_directory_is_created(tmp_path: Path) -> None:
@@ -192,12 +195,22 @@ def test_purge_expired_deletes_only_expired_rows(path: str, clock: FakeClock) ->
     store.claim("old-claim", 10)
     store.claim("new-claim", 1000)
     store.increment("old-counter", 10)
+    store.increment("new-counter", 1000)
+    store.create_run(run_record("old-run", expires_at=int(T0) + 10), name="old-name")
+    store.create_run(run_record("new-run", expires_at=int(T0) + 1000), name="new-name")
+    store.append_frame("old-run", 1, "{}", int(T0) + 10)
+    store.append_frame("new-run", 1, "{}", int(T0) + 1000)
     clock.advance(10)
-    assert store.purge_expired() == 3
+    # connection, claim, counter, run, run name and frame: one expired row each
+    assert store.purge_expired() == 6
     assert store.purge_expired() == 0
     with sqlite3.connect(path) as conn:
         assert {r[0] for r in conn.execute("SELECT id FROM connections")} == {"new"}
-        assert {r[0] for r in conn.execute("SELECT key FROM kv")} == {"claim#new-claim"}
+        assert {r[0] for r in conn.execute("SELECT key FROM claims")} == {"new-claim"}
+        assert {r[0] for r in conn.execute("SELECT key FROM kv")} == {"ctr#new-counter"}
+        assert {r[0] for r in conn.execute("SELECT run_id FROM runs")} == {"new-run"}
+        assert {r[0] for r in conn.execute("SELECT name FROM run_names")} == {"new-name"}
+        assert {r[0] for r in conn.execute("SELECT run_id FROM run_frames")} == {"new-run"}
 
 
 def test_opening_purges_expired_rows(path: str, clock: FakeClock) -> None:

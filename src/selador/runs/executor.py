@@ -1,0 +1,166 @@
+"""Executing a run: take it (``pending`` → ``running``), drive the agent, end it, give back its claims.
+
+The one place a run's agent is started, whichever API accepted it and wherever it runs (the
+WebSocket route's own invocation, an asynchronous job, a background thread for HTTP in inline
+mode). Taking the run is a conditional write, so a run is executed at most once even when Lambda
+delivers its job twice or the hand-off that was reported failed did start after all.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from selador.observability import logger
+from selador.protocol import ErrorFrame, QueryRequest
+from selador.runs.model import LEASE_MARGIN_S, MAX_INVOCATION_S
+from selador.runs.sender import INTERNAL_ERROR_TEXT, RunSender
+from selador.runs.service import Runs
+from selador.store.base import RunRecord
+
+if TYPE_CHECKING:
+    from selador.deps import Dependencies
+
+DEADLINE_MARGIN_S = 5.0
+"""Seconds kept back from Lambda's deadline to send the timeout frame and flush."""
+_RUNNING = frozenset({"running"})
+NO_CONTEXT_REMAINING_S = float(MAX_INVOCATION_S)
+"""Remaining time assumed without a Lambda context (tests, background threads): Lambda's maximum."""
+
+
+def remaining_s(context: Any) -> float:
+    """Seconds left in the invocation (Lambda's maximum without a context)."""
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    if getter is None:
+        return NO_CONTEXT_REMAINING_S
+    return float(getter()) / 1000
+
+
+def deadline(context: Any) -> float:
+    """A ``time.monotonic()`` deadline before Lambda would kill the invocation."""
+    remaining = remaining_s(context)
+    margin = min(DEADLINE_MARGIN_S, remaining * 0.1)
+    return time.monotonic() + remaining - margin
+
+
+def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest) -> bool:
+    """Run a pending run's agent in this invocation and end the run with exactly one terminal frame.
+
+    Args:
+        deps: Container dependencies.
+        context: The Lambda context (remaining time), or ``None``.
+        run_id: The run to execute.
+        request: Its query.
+
+    Returns:
+        ``False`` when the run was not ``pending`` (taken by another delivery, ended, or expired):
+        nothing was done.
+    """
+    settings = deps.settings
+    left = remaining_s(context)
+    lease = time.time() + left + LEASE_MARGIN_S
+    run = deps.store.update_run(
+        run_id,
+        {
+            "status": "running",
+            "lease_until": lease,
+            "expires_at": int(lease + settings.run_log_ttl_seconds) + 1,
+        },
+        expect_status={"pending"},
+    )
+    if run is None:
+        logger.warning("run is not pending (taken, ended or expired); not executing it")
+        return False
+    runs = Runs(deps)
+    try:
+        sender = _take(deps, run, left)
+    except Exception:  # noqa: BLE001 - the run is ours now: it must still end with a terminal frame
+        logger.exception("could not start the run")
+        runs.finish(run, ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT), expect_status=_RUNNING)
+        runs.release_claims(run)
+        return True
+    try:
+        from selador.agents.orchestrator import run_query
+
+        run_query(request, sender, settings=settings, deadline=deadline(context))
+    except Exception:  # noqa: BLE001 - every failure still ends the run with one terminal frame
+        logger.exception("run failed")
+        sender.send(ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT))
+    finally:
+        stats = sender.close(timeout=max(1.0, remaining_s(context) - 1.0))
+        # Usually done already, when the terminal frame was logged; owner-checked, so releasing
+        # again (or after someone else ended the run) frees nothing that another run holds.
+        runs.release_claims(run)
+        logger.info(
+            "query finished",
+            extra={
+                "run_id": run.run_id,
+                "frames_logged": stats.frames_logged,
+                "frames_posted": stats.frames_posted,
+                "bytes_posted": stats.bytes_posted,
+                "frames_dropped": stats.frames_dropped,
+                "reposted": stats.reposted,
+                "client_gone": stats.gone,
+                "post_failure": stats.failed,
+                "cancelled": sender.cancel_reason,
+                "ended_here": stats.finished,
+            },
+        )
+    return True
+
+
+def _take(deps: Dependencies, run: RunRecord, left: float) -> RunSender:
+    settings = deps.settings
+    for key, owner in run.claims:
+        # Claims were taken with a fixed TTL; a run that outlived it could have its slot handed to
+        # a newer query. Hold them for as long as this invocation can live.
+        if not deps.store.renew(key, owner, int(left) + LEASE_MARGIN_S):
+            logger.warning("a claim of the run had already expired", extra={"claim": key})
+    return RunSender(
+        run,
+        store=deps.store,
+        management=deps.management,
+        flush_ms=settings.stream_flush_ms,
+        flush_max_ms=settings.stream_flush_max_ms,
+        max_chars=settings.stream_max_frame_chars,
+        poll_ms=settings.run_poll_ms,
+        log_ttl_s=settings.run_log_ttl_seconds,
+        first_seq=2,
+        on_gone=deps.store.delete_connection,
+        # A client that reads the result and at once reuses its request_id (or takes its
+        # concurrency slot) must find them free.
+        on_end=lambda: Runs(deps).release_claims(run),
+    )
+
+
+def execute_in_background(deps: Dependencies, run_id: str, request: QueryRequest) -> threading.Thread:
+    """Execute a run on a daemon thread of this process (``RUN_MODE=inline`` for HTTP runs).
+
+    Only for long-lived processes (tests, the local gateway's thread runtime): a Lambda
+    invocation that returns is frozen, so deployed stacks use ``RUN_MODE=async``.
+    """
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(execute, deps, None, run_id, request), name=f"run-{run_id}", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def launch(deps: Dependencies, run_id: str, request: QueryRequest) -> bool:
+    """Start executing a pending run outside the caller's invocation.
+
+    ``RUN_MODE=async`` hands it to an asynchronous invocation of this function; ``inline`` runs it
+    on a background thread of this process.
+
+    Returns:
+        ``False`` when the hand-off failed (the run may still start; see :func:`.jobs.hand_off`).
+    """
+    if deps.settings.run_mode == "async":
+        from selador.runs.jobs import hand_off
+
+        return hand_off(deps, run_id, request)
+    execute_in_background(deps, run_id, request)
+    return True

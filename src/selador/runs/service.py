@@ -1,0 +1,436 @@
+"""The logic of durable runs, shared by the WebSocket routes, the HTTP routes and the jobs.
+
+Nothing here knows an API Gateway event: callers pass who is asking (principal, connection) and
+what they asked. Every decision that must be made exactly once is a conditional write in the store:
+
+* a ``request_id`` runs once per owner at a time: the ``active#`` claim;
+* a run is executed once: ``pending`` → ``running`` (the executor's claim, see :mod:`.executor`);
+* a run ends once: its terminal frame is logged together with its final status, conditional on
+  the status it was in (the executor, a failed hand-off, a cancel of a run nobody has started
+  yet, or a reader noticing that the executor died, whichever gets there first).
+
+Foreign and missing runs look the same to a caller: ``lookup`` answers ``None`` for both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from selador.limits import LimitExceeded, Limits
+from selador.observability import logger
+from selador.protocol import (
+    TERMINAL_TYPES,
+    ErrorFrame,
+    QueryRequest,
+    ResultData,
+    ResultFrame,
+    StatusFrame,
+)
+from selador.runs.model import (
+    LEASE_MARGIN_S,
+    MAX_INVOCATION_S,
+    active_key,
+    lease_expired,
+    new_run_id,
+    new_run_token,
+    run_name,
+    terminal_finish,
+    token_matches,
+    token_run_id,
+)
+from selador.runs.sender import fit_frame
+from selador.store.base import RUN_ACTIVE_STATUSES, RunRecord
+from selador.websocket.management import ConnectionGone, PostFailed
+
+if TYPE_CHECKING:
+    from selador.deps import Dependencies
+
+HANDOFF_MAX_AGE_S = 600
+"""How long an asynchronous hand-off may wait to start (the template's MaximumEventAgeInSeconds)."""
+PENDING_LEASE_S = HANDOFF_MAX_AGE_S + 60
+"""A run still ``pending`` this long after it was accepted will never start."""
+ACCEPTED_TEXT = "Processing your query..."
+STARTED_LATE_TEXT = "The query could not be started; please try again"
+STOPPED_TEXT = "The query stopped unexpectedly; please try again"
+READ_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A query that was not started.
+
+    Attributes:
+        code: ``duplicate_request`` or ``rate_limited``.
+        message: Safe to show the client.
+        retry_after: Seconds until a limit may admit a query again, when known.
+    """
+
+    code: str
+    message: str
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A query that became a run.
+
+    Attributes:
+        run: The ``pending`` run record.
+        token: The run token (only its digest is stored).
+        accepted: The ``accepted`` frame (seq 1) as logged, to post to the client.
+    """
+
+    run: RunRecord
+    token: str
+    accepted: str
+
+
+CancelOutcome = Literal["cancelling", "unknown_run", "not_running"]
+
+
+class Runs:
+    """Start, find, resume, cancel and end runs over the container's store.
+
+    Args:
+        deps: The container's dependencies (store, settings, management API).
+    """
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.deps = deps
+        self.store = deps.store
+        self.settings = deps.settings
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    def start(
+        self,
+        request: QueryRequest,
+        *,
+        principal: str | None,
+        scope: str | None,
+        limit_subject: str | None,
+        connection_id: str | None = None,
+        endpoint: str | None = None,
+    ) -> Started | Refused:
+        """Admit a query and record it as a ``pending`` run with its ``accepted`` frame logged.
+
+        Args:
+            request: The validated query.
+            principal: The authenticated owner, or ``None`` (the token holder owns the run).
+            scope: Within what a ``request_id`` must be unique while running (``p:<principal>``,
+                ``c:<connection>``), or ``None`` for no duplicate check.
+            limit_subject: Whose limits apply (a connection id, ``user:<principal>``), or ``None``.
+            connection_id: The listener, for a WebSocket query.
+            endpoint: The listener's management endpoint.
+
+        Returns:
+            The started run, or why it was refused (nothing is held then).
+        """
+        settings = self.settings
+        claims: list[tuple[str, str]] = []
+        if scope is not None:
+            # The duplicate check comes first: a resent running id is a duplicate, not a new query,
+            # and must neither count against the limits nor be reported as one.
+            owner = self.store.claim(active_key(scope, request.request_id), settings.run_claim_ttl_seconds)
+            if owner is None:
+                where = "for this user" if scope.startswith("p:") else "on this connection"
+                return Refused(
+                    "duplicate_request",
+                    f"request_id {request.request_id!r} is already running {where}; send resume to follow it",
+                )
+            claims.append((active_key(scope, request.request_id), owner))
+        try:
+            if limit_subject is not None:
+                admission = Limits(self.store, settings).admit(limit_subject, principal)
+                if isinstance(admission, LimitExceeded):
+                    logger.info("query refused by a limit", extra={"limit": admission.limit})
+                    self._release(claims)
+                    return Refused("rate_limited", admission.message, admission.retry_after)
+                if admission.slot is not None:
+                    claims.append(admission.slot)
+            return self._create(request, principal, tuple(claims), connection_id, endpoint)
+        except BaseException:
+            self._release(claims)
+            raise
+
+    def _create(
+        self,
+        request: QueryRequest,
+        principal: str | None,
+        claims: tuple[tuple[str, str], ...],
+        connection_id: str | None,
+        endpoint: str | None,
+    ) -> Started:
+        now = time.time()
+        run_id = new_run_id()
+        token, digest = new_run_token(run_id)
+        lease = now + PENDING_LEASE_S
+        # The name (how a principal finds the run) lives as long as the record does at creation, so
+        # that is the longest life the run can have: started at the last moment, run for as long
+        # as an invocation can, then kept for the log's TTL.
+        longest = lease + MAX_INVOCATION_S + LEASE_MARGIN_S + self.settings.run_log_ttl_seconds
+        run = RunRecord(
+            run_id=run_id,
+            request_id=request.request_id,
+            token_digest=digest,
+            status="pending",
+            created_at=now,
+            expires_at=int(longest) + 1,
+            lease_until=lease,
+            principal=principal,
+            connection_id=connection_id,
+            endpoint=endpoint,
+            on_disconnect=request.on_disconnect,
+            claims=claims,
+        )
+        self.store.create_run(run, name=run_name(principal, request.request_id) if principal else None)
+        accepted = StatusFrame(
+            stage="accepted", message=ACCEPTED_TEXT, request_id=request.request_id, seq=1, run_token=token
+        ).to_json()
+        self.store.append_frame(run_id, 1, accepted, self.frame_expiry(run))
+        logger.info("run accepted", extra={"run_id": run_id, "principal": principal})
+        return Started(run=run, token=token, accepted=accepted)
+
+    def frame_expiry(self, run: RunRecord) -> int:
+        """When a frame of ``run`` may be deleted: not before the record, even if it ends now."""
+        return max(run.expires_at, int(time.time() + self.settings.run_log_ttl_seconds) + 1)
+
+    # -- ending a run nobody is executing ------------------------------------------------------------
+
+    def finish(
+        self, run: RunRecord, frame: ErrorFrame | ResultFrame, *, expect_status: frozenset[str]
+    ) -> bool:
+        """End a run that no executor will end: log ``frame`` as its terminal frame and post it.
+
+        Used when a hand-off failed, when a run is cancelled before it started, and when a run's
+        executor died. Conditional on the run's status, so it never races an executor into a
+        second terminal frame.
+
+        Args:
+            run: The run as last read.
+            frame: The terminal frame, unstamped.
+            expect_status: The statuses in which ending it here is right.
+
+        Returns:
+            ``True`` when this call ended the run (``False``: someone else did, or it changed).
+        """
+        last = 0
+        for seq, _ in self.iter_frames(run.run_id):
+            last = seq
+        stamped = frame.model_copy(update={"request_id": run.request_id, "seq": last + 1})
+        finish = terminal_finish(
+            stamped, expect_status=expect_status, log_ttl_s=self.settings.run_log_ttl_seconds
+        )
+        data = fit_frame(stamped)
+        if not self.store.append_frame(run.run_id, last + 1, data, self.frame_expiry(run), finish=finish):
+            return False
+        logger.info("run ended here", extra={"run_id": run.run_id, "status": finish.changes["status"]})
+        self._release(run.claims)
+        current = self.store.get_run(run.run_id)
+        if current is not None and current.connection_id:
+            self.post(current.connection_id, current.endpoint or "", data)
+        return True
+
+    def reap(self, run: RunRecord) -> RunRecord:
+        """End a run whose executor is presumed dead (its lease ran out); return it as it is now."""
+        if not lease_expired(run):
+            return run
+        text = STARTED_LATE_TEXT if run.status == "pending" else STOPPED_TEXT
+        logger.warning("run outlived its lease", extra={"run_id": run.run_id, "status": run.status})
+        self.finish(run, ErrorFrame(code="internal_error", error=text), expect_status=frozenset({run.status}))
+        return self.store.get_run(run.run_id) or run
+
+    def release_claims(self, run: RunRecord) -> None:
+        """Give back what a run held (its ``active#`` claim and concurrency slot); owner-checked."""
+        self._release(run.claims)
+
+    def _release(self, claims: tuple[tuple[str, str], ...] | list[tuple[str, str]]) -> None:
+        for key, owner in claims:
+            try:
+                self.store.release(key, owner)
+            except Exception:  # noqa: BLE001 - a claim left behind expires by its TTL
+                logger.exception("could not release a claim", extra={"claim": key})
+
+    # -- finding ------------------------------------------------------------------------------------
+
+    def lookup(self, request_id: str, *, principal: str | None, token: str | None) -> RunRecord | None:
+        """The run a caller may act on, or ``None`` (missing, expired and foreign look the same).
+
+        An anonymous run belongs to whoever holds its token; a principal's run to that principal
+        (with or without the token).
+
+        Args:
+            request_id: The run's ``request_id``.
+            principal: The caller's authenticated subject, if any.
+            token: The run token the caller sent, if any.
+
+        Returns:
+            The run, with an expired lease already dealt with.
+        """
+        run = None
+        if token:
+            run_id = token_run_id(token)
+            candidate = self.store.get_run(run_id) if run_id else None
+            if (
+                candidate is not None
+                and candidate.request_id == request_id
+                and token_matches(candidate, token)
+                and candidate.principal in (None, principal)
+            ):
+                run = candidate
+        if run is None and principal is not None:
+            candidate = self.store.find_run(run_name(principal, request_id))
+            if candidate is not None and candidate.principal == principal:
+                run = candidate
+        return None if run is None else self.reap(run)
+
+    def iter_frames(self, run_id: str, after_seq: int = 0) -> Iterator[tuple[int, str]]:
+        """Every logged frame after ``after_seq``, in order, up to and including a terminal one."""
+        while True:
+            batch = self.store.read_frames(run_id, after_seq, READ_BATCH)
+            for seq, data in batch:
+                yield seq, data
+                if _is_terminal(data):
+                    return
+            if len(batch) < READ_BATCH:
+                return
+            after_seq = batch[-1][0]
+
+    def frame_count(self, run: RunRecord) -> int:
+        """How many frames the run's log holds."""
+        if not run.active:
+            return run.frames
+        count = 0
+        for count, _ in self.iter_frames(run.run_id):  # noqa: B007 - the last seq is the count
+            pass
+        return count
+
+    # -- resume and cancel --------------------------------------------------------------------------
+
+    def resume(self, run: RunRecord, *, after_seq: int, connection_id: str, endpoint: str) -> int:
+        """Replay a run's frames after ``after_seq`` to a connection, then make it the listener.
+
+        The log is replayed, the connection attached, and the log read once more for what was
+        logged in between; the run's sender, on its next poll, sends everything logged since its
+        poll before the attach. Nothing falls between the two; a frame may come twice.
+
+        Args:
+            run: The run (from :meth:`lookup`).
+            after_seq: The last ``seq`` the client has.
+            connection_id: The resuming connection.
+            endpoint: Its management endpoint.
+
+        Returns:
+            How many frames were replayed (the connection may vanish meanwhile: then fewer).
+        """
+        replayed, last = self._replay(run.run_id, after_seq, connection_id, endpoint)
+        if last is None:
+            return replayed  # the connection is gone again: do not attach it
+        if run.active:
+            attached = self.store.update_run(
+                run.run_id,
+                {"connection_id": connection_id, "endpoint": endpoint},
+                expect_status=RUN_ACTIVE_STATUSES,
+            )
+            logger.info("run resumed", extra={"run_id": run.run_id, "attached": attached is not None})
+            more, _ = self._replay(run.run_id, last, connection_id, endpoint)
+            replayed += more
+        return replayed
+
+    def _replay(
+        self, run_id: str, after_seq: int, connection_id: str, endpoint: str
+    ) -> tuple[int, int | None]:
+        count, last = 0, after_seq
+        for seq, data in self.iter_frames(run_id, after_seq):
+            if not self.post(connection_id, endpoint, data.encode()):
+                return count, None
+            count, last = count + 1, seq
+        return count, last
+
+    def cancel(
+        self, run: RunRecord, *, connection_id: str | None = None, endpoint: str | None = None
+    ) -> CancelOutcome:
+        """Ask a run to stop; its terminal frame goes to ``connection_id`` when one is given.
+
+        Idempotent. A run nobody has started yet is ended here at once; a running one by its
+        executor at its next poll.
+
+        Args:
+            run: The run (from :meth:`lookup`).
+            connection_id: The cancelling connection (it becomes the listener), or ``None`` (HTTP).
+            endpoint: Its management endpoint.
+
+        Returns:
+            ``cancelling``, or ``not_running`` when the run had already ended.
+        """
+        if not run.active:
+            return "not_running"
+        changes: dict[str, object] = {"cancel_requested": True}
+        if connection_id is not None:
+            changes.update(connection_id=connection_id, endpoint=endpoint)
+        updated = self.store.update_run(run.run_id, changes, expect_status=RUN_ACTIVE_STATUSES)
+        if updated is None:
+            current = self.store.get_run(run.run_id)
+            return "unknown_run" if current is None else "not_running"
+        logger.info("cancel requested", extra={"run_id": run.run_id, "status": updated.status})
+        if updated.status == "pending":
+            self.finish(updated, cancelled_frame(), expect_status=frozenset({"pending"}))
+        return "cancelling"
+
+    # -- waiting (HTTP) -------------------------------------------------------------------------------
+
+    def wait(self, run_id: str, *, until: float) -> RunRecord | None:
+        """Poll a run until it ends or ``until`` (``time.monotonic()``) passes; the last record read."""
+        pause = 0.02
+        while True:
+            run = self.store.get_run(run_id)
+            if run is None or not run.active:
+                return run
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return run
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 1.5, 0.25)
+
+    # -- posting ------------------------------------------------------------------------------------
+
+    def post(self, connection_id: str, endpoint: str, data: bytes | str) -> bool:
+        """Post one frame outside a run's sender; ``False`` when the connection is gone."""
+        payload = data.encode() if isinstance(data, str) else data
+        try:
+            self.deps.management(endpoint).post(connection_id, payload)
+        except ConnectionGone:
+            self.store.delete_connection(connection_id)
+            logger.info("client gone", extra={"connection": connection_id})
+            return False
+        except PostFailed as exc:
+            logger.warning("frame not delivered", extra={"reason": str(exc)})
+        return True
+
+
+def cancelled_frame(data: ResultData | None = None) -> ResultFrame:
+    """The terminal frame of a run cancelled before it produced anything."""
+    return ResultFrame(
+        data=data
+        or ResultData(
+            success=False,
+            content="",
+            agent="",
+            query_type="",
+            tools_available=0,
+            tools_used=0,
+            stop_reason="cancelled",
+        )
+    )
+
+
+def _is_terminal(data: str) -> bool:
+    try:
+        kind = json.loads(data).get("type")
+    except (ValueError, AttributeError):
+        return False
+    return kind in TERMINAL_TYPES
