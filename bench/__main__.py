@@ -8,7 +8,8 @@ Examples::
     python -m bench --quick               # smoke run: fewer repetitions, 100 clients, shorter answers
     python -m bench --only cold_start --only memory
     python -m bench --levels 100,250 --reps 9
-    python -m bench --env STREAM_FLUSH_MAX_MS=1500   # try a coalescing setting (streaming + concurrency)
+    python -m bench --env STREAM_FLUSH_MAX_MS=1500   # try a setting (streaming, concurrency, resume, cancel)
+    python -m bench --only resume --only cancel --env RUN_POLL_MS=100
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from bench import results as results_module
 from bench.results import Result, skipped
 
-GROUPS = ("cold_start", "memory", "streaming", "concurrency", "bundle")
+GROUPS = ("cold_start", "memory", "streaming", "concurrency", "resume", "cancel", "bundle")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,17 +49,28 @@ def _parser() -> argparse.ArgumentParser:
         "--levels", help="concurrent clients, comma separated (default 100,250,500; quick 100)"
     )
     parser.add_argument(
+        "--resume-runs", type=int, help="finished runs resumed for resume.first_frame (default 50, quick 10)"
+    )
+    parser.add_argument(
+        "--mid-answer-resumes",
+        type=int,
+        help="runs resumed mid-answer, reported without a target (default 10, quick 3)",
+    )
+    parser.add_argument(
+        "--cancel-runs", type=int, help="runs cancelled for cancel.latency (default 40, quick 10)"
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="handler setting for streaming and concurrency",
+        help="handler setting for streaming, concurrency, resume and cancel",
     )
     parser.add_argument(
         "--isolation",
         choices=["process", "thread"],
         default="process",
-        help="the local gateway's --isolation for concurrency (default %(default)s)",
+        help="the local gateway's --isolation for concurrency, resume and cancel (default %(default)s)",
     )
     parser.add_argument("--build", action="store_true", help="run sam build when no .aws-sam build exists")
     parser.add_argument("--output", default=str(results_module.RESULTS_PATH), help="results file")
@@ -73,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     first_token_queries = args.first_token_queries or (20 if quick else 100)
     economy_reps = args.economy_reps or (1 if quick else 2)
     levels = [int(v) for v in (args.levels or ("100" if quick else "100,250,500")).split(",")]
+    resume_runs = args.resume_runs or (10 if quick else 50)
+    mid_answer_resumes = (
+        args.mid_answer_resumes if args.mid_answer_resumes is not None else (3 if quick else 10)
+    )
+    cancel_runs = args.cancel_runs or (10 if quick else 40)
     env = dict(pair.split("=", 1) for pair in args.env)
     groups = args.only or list(GROUPS)
     started = time.monotonic()
@@ -138,6 +155,25 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency",
             [(f"concurrency.{n}", "x", 3.0) for n in levels],
             lambda: concurrency.run(levels, env, isolation=args.isolation),
+        )
+    if "resume" in groups:
+        from bench import runs
+
+        attempt(
+            "resume (first replayed frame)",
+            [
+                ("resume.first_frame.p50", "ms", runs.RESUME_P50_MS),
+                ("resume.first_frame.p99", "ms", runs.RESUME_P99_MS),
+            ],
+            lambda: runs.resume(resume_runs, mid_answer_resumes, env, isolation=args.isolation),
+        )
+    if "cancel" in groups:
+        from bench import runs
+
+        attempt(
+            "cancel (cancel to terminal frame)",
+            [("cancel.latency.p95", "ms", runs.CANCEL_P95_MS)],
+            lambda: runs.cancel(cancel_runs, env, isolation=args.isolation),
         )
     if "bundle" in groups:
         from bench import bundle

@@ -5,6 +5,12 @@ server runs on a thread of its own (``serve_in_thread``); the WebSocket client r
 event loop. All of them share one process, so the model's first text and the client's first
 ``delta`` are timed with the same ``time.perf_counter()`` clock.
 
+The handler's store is a real SQLite file in a temporary directory, as ``selador serve`` uses:
+every run's record and every frame it sends are written there (the frame log of protocol 1.1),
+so their cost is inside every measurement. Runs execute in the ``invoke`` route's own invocation
+(``RUN_MODE=inline``): the asynchronous hand-off would add a Lambda ``Invoke`` before the agent
+starts but nothing between the model's first text and the client, which is what is timed here.
+
 The model is an :class:`~selador.agents.offline.OfflineResponder` subclass that records when it
 yields its first text in each turn; it replaces ``build_model`` in the orchestrator module of this
 process only (nothing in ``src/`` changes).
@@ -21,10 +27,20 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from bench.common import STAGE, child_environment, temp_dir
 
-WS_ROUTES = ("$connect", "$disconnect", "$default", "invoke", "ping")
+WS_ROUTES = ("$connect", "$disconnect", "$default", "invoke", "resume", "cancel", "ping")
+"""The template's WebSocket route keys (tests/unit/benchharness checks they still match)."""
+HTTP_ROUTES = (
+    ("POST", "/invoke"),
+    ("POST", "/runs"),
+    ("GET", "/runs/{request_id}"),
+    ("DELETE", "/runs/{request_id}"),
+    ("GET", "/health"),
+)
+"""The template's HTTP API routes (``GET /runs/{request_id}`` reads a run's status and log size)."""
 QUESTION = "What are the zoning requirements for residential development in LR2?"
 CONTEXT = "Looking at a property in Capitol Hill area"
 
@@ -47,7 +63,7 @@ def _timed_responder_class() -> type:
             self.turn_latency_s = 0.0
             self._lock = threading.Lock()
 
-        async def stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:  # type: ignore[override]
+        async def stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
             if self.turn_latency_s:
                 await asyncio.sleep(self.turn_latency_s)
             seen = False
@@ -89,6 +105,11 @@ class Run:
         terminal = bool(self.frames) and self.frames[-1].get("type") in ("result", "error")
         return missing + (0 if terminal else 1)
 
+    @property
+    def run_token(self) -> str | None:
+        """The ``run_token`` of the ``accepted`` frame."""
+        return next((f["run_token"] for f in self.frames if f.get("run_token")), None)
+
 
 @dataclass
 class Harness:
@@ -96,6 +117,17 @@ class Harness:
 
     ws_url: str
     model: Any
+    http_url: str = ""
+
+    async def run_status(self, request_id: str, token: str) -> dict[str, Any]:
+        """``GET /runs/{request_id}`` with the run's token: its status and how many frames it logged."""
+        import httpx
+
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+            response = await client.get(
+                f"{self.http_url}/runs/{quote(request_id, safe='')}", headers={"X-Run-Token": token}
+            )
+        return {"http_status": response.status_code, **response.json()}
 
     async def ask(self, ws: Any, request_id: str, question: str = QUESTION) -> Run:
         """Send one ``invoke`` and read its frames until the terminal one."""
@@ -157,7 +189,7 @@ def local_gateway(env: dict[str, str] | None = None) -> Iterator[Harness]:
         GatewayOptions(
             stage=STAGE,
             websocket_route_keys=WS_ROUTES,
-            http_routes=(("POST", "/invoke"), ("GET", "/health")),
+            http_routes=HTTP_ROUTES,
             function_name="MainLambda",
             region="us-west-2",
             idle_timeout=3600,
@@ -181,15 +213,15 @@ def local_gateway(env: dict[str, str] | None = None) -> Iterator[Harness]:
             )
             reset_container()
             orchestrator.get_orchestrator.cache_clear()
-            orchestrator.build_model = build_model  # type: ignore[assignment]
+            orchestrator.build_model = build_model
             # Build the model (and the knowledge-base index) now, as a warm container has them.
             orchestrator.get_orchestrator(get_settings())
             try:
-                yield Harness(running.endpoints.ws_url, holder["model"])
+                yield Harness(running.endpoints.ws_url, holder["model"], running.endpoints.http_url)
             finally:
                 runtime.shutdown()
     finally:
-        orchestrator.build_model = original_build  # type: ignore[assignment]
+        orchestrator.build_model = original_build
         orchestrator.get_orchestrator.cache_clear()
         os.environ.clear()
         os.environ.update(saved)

@@ -2,24 +2,43 @@
 
 What it does:
 
-1. starts ``selador serve`` as a subprocess on a free loopback port with the real handler, the
-   offline model at ``LOCAL_MODEL_TOKEN_DELAY_MS`` (5 ms) and ``--inject-429`` (5 % of
-   PostToConnection calls answered 429 without delivering);
+1. starts ``selador serve`` as a subprocess on a free loopback port with the real handler (the
+   template's ``RUN_MODE=async``), the offline model at ``LOCAL_MODEL_TOKEN_DELAY_MS`` (5 ms) and
+   ``--inject-429`` (5 % of PostToConnection calls answered 429 without delivering);
 2. opens ``--connections`` (200) WebSocket clients at once; each asks 1 to 3 questions one after the
-   other; ``--leave-rate`` (10 %) of them close their connection mid-answer (after the first
-   ``delta`` of a question) instead of waiting;
-3. after every client is done, waits a grace period and reads ``GET /_selador/stats``.
+   other, and is one of three kinds:
 
-Report lines (each PASS or FAIL; exit status 1 on any FAIL):
+   * **stays** (the rest): follows every question to its terminal frame;
+   * **leaves** (``--leave-rate``, 10 %): closes its connection for good mid-answer (after the
+     first ``delta`` of a question); half of them asked with ``on_disconnect: "cancel"`` (the run
+     must stop), half with the default ``"continue"`` (the run must go on to its end, unseen);
+   * **drops** (``--drop-rate``, 10 %): 1 to 3 times in all, spread over its questions, drops its
+     connection abruptly mid-answer (``transport.abort()``: no close frame, as a lost network
+     does), reconnects at once and sends ``resume`` with the last contiguous ``seq`` it holds and
+     the run's ``run_token``, dropping any ``seq`` it has already seen (docs/protocol.md);
+3. after every client is done, waits up to ``--grace`` seconds for every run to end (``GET
+   /runs/{request_id}`` with ``X-Run-Token``) and for the gateway to be idle, then reads ``GET
+   /_selador/stats``.
 
-* queries completed: every query of every client that stayed ended with a terminal frame;
-* frames lost: missing ``seq`` numbers or missing terminal frames, for clients that stayed (0);
-* frames out of order: a frame whose ``seq`` is not one more than the previous one (0);
-* runs left running after their client left: invocations still running once the grace period
-  after the last client is over (0) — every run of a client that left is cancelled by its first
-  410, and runs are long enough (hundreds of tokens) to outlive the grace period otherwise;
-* posts after a 410: PostToConnection calls to a closed connection beyond the one 410 each of its
-  in-flight queries needs to learn the client left (0);
+Report lines (each PASS or FAIL; exit status 1 on any FAIL). "Followed" queries are those of
+clients that stayed and of clients that dropped and resumed:
+
+* queries completed: every followed query ended with a terminal frame, no client broke;
+* frames lost: missing ``seq`` numbers (after dedupe) or missing terminal frames (0);
+* frames out of order: after dropping repeated ``seq``, a frame arriving after a higher one (0);
+* terminal frames: each followed query kept exactly one, the last ``seq`` (0 otherwise);
+* errors about messages: ``error`` frames without a ``seq`` (a refused ``invoke``, an
+  ``unknown_run`` answer to a ``resume``) (0);
+* connections dropped and resumed: at least one drop happened (the check is not vacuous);
+* runs not ended: runs whose status is still ``running`` (or could not be read) once the grace
+  period is over, leavers' and droppers' included (0);
+* leavers' runs cancelled despite ``on_disconnect: "continue"`` (0): a dropped connection does not
+  cancel; the ``"cancel"`` leavers' runs are counted too (cancelled, or finished before the 410);
+* invocations still running once the grace period is over (0);
+* posts after a 410: PostToConnection calls to a closed connection beyond what learning of its
+  end needs: one for the run it was following when it closed mid-answer (its sender learns of the
+  410 and detaches it), plus one if it sent a ``resume`` (the route may still be replaying); a
+  stayer's connection and a finished one get none (0);
 * function errors: invocations that raised (0).
 
 Bounded: every wait has a timeout and the whole client phase is cut at ``--max-seconds``.
@@ -38,18 +57,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from bench.sequence import SeqLog, SeqProblems
+
 REPO = Path(__file__).resolve().parents[1]
 _READY = re.compile(r"WebSocket\s+ws://(?P<host>[^\s/]+):(?P<port>\d+)/(?P<stage>\S+)")
-TERMINAL = ("result", "error")
 
 QUESTIONS: list[tuple[str, str]] = [
     ("What are the zoning requirements for residential development in LR2?", "zoning"),
@@ -59,6 +81,7 @@ QUESTIONS: list[tuple[str, str]] = [
     ("How much would a $600,000 house cost per month with 20% down at 6.5%?", "financing"),
     ("Can I add a backyard cottage (DADU) in a neighborhood residential zone?", "general"),
 ]
+Kind = Literal["stay", "leave", "drop"]
 
 
 @dataclass
@@ -74,6 +97,17 @@ class Gateway:
         """``GET /_selador/stats``."""
         with urllib.request.urlopen(self.base + "/_selador/stats", timeout=30) as response:
             return json.loads(response.read())
+
+    def run_status(self, request_id: str, token: str) -> str:
+        """``GET /runs/{request_id}`` with the run's token: its ``status``, or ``http <code>``."""
+        request = urllib.request.Request(
+            f"{self.base}/runs/{quote(request_id, safe='')}", headers={"X-Run-Token": token}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return str(json.loads(response.read()).get("status"))
+        except urllib.error.HTTPError as exc:
+            return f"http {exc.code}"
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the gateway's output, for a failed start."""
@@ -138,77 +172,202 @@ def start_gateway(args: argparse.Namespace, workdir: Path) -> Any:
 
 @dataclass
 class Query:
-    """What one client saw of one query."""
+    """What one client saw of one query, over every connection it used."""
 
     request_id: str
-    seqs: list[int] = field(default_factory=list)
-    terminal: str | None = None
-    terminals: int = 0
-    error_code: str | None = None
+    on_disconnect: str = "continue"
+    log: SeqLog = field(default_factory=SeqLog)
+    token: str | None = None
+    drops: int = 0
+    """Times the connection was dropped during this query (each followed by a ``resume``)."""
+    final_status: str | None = None
+    """The run's status from ``GET /runs`` at the end (``http 404`` when it could not be read)."""
+
+    @property
+    def terminal(self) -> str | None:
+        """How it ended for the client: ``result``, ``error`` or ``None``."""
+        return self.log.terminal_type
+
+
+@dataclass
+class Conn:
+    """One WebSocket connection a client opened (``tag`` finds it in the gateway's stats)."""
+
+    tag: str
+    resumes: int = 0
+    closed_mid_run: bool = False
+
+    @property
+    def posts_allowed_after_close(self) -> int:
+        """Posts to it after it closed that are not a fault (see the module docstring)."""
+        return int(self.closed_mid_run) + min(self.resumes, 1)
 
 
 @dataclass
 class Client:
-    """One connection's plan and what it saw."""
+    """One client's plan and what it saw."""
 
     index: int
     questions: int
-    leave_at: int | None
-    """Index of the question during which the client leaves, or ``None`` when it stays."""
+    kind: Kind = "stay"
+    leave_at: int | None = None
+    """Index of the question during which a leaver leaves."""
+    on_disconnect: str = "continue"
+    drops_planned: list[int] = field(default_factory=list)
+    """Per question, how many times a dropper drops its connection during it."""
     queries: list[Query] = field(default_factory=list)
+    connections: list[Conn] = field(default_factory=list)
     left: bool = False
-    connection_id: str | None = None
     failure: str | None = None
 
-
-async def _ask(ws: ClientConnection, query: Query, leave: bool) -> bool:
-    """Read one query's frames; with ``leave``, close after its first delta. ``True`` when left."""
-    while True:
-        frame = json.loads(await ws.recv())
-        if frame.get("request_id") != query.request_id:
-            continue  # API Gateway's own messages (none expected) or a stray frame
-        query.seqs.append(frame.get("seq", -1))
-        if frame.get("type") in TERMINAL:
-            query.terminals += 1
-            query.terminal = frame["type"]
-            query.error_code = frame.get("code")
-            return False
-        if leave and frame.get("type") == "delta":
-            await ws.close()
-            return True
+    @property
+    def drops_done(self) -> int:
+        return sum(q.drops for q in self.queries)
 
 
-async def run_client(
-    client: Client, url: str, rng: random.Random, start: asyncio.Event, timeout: float
-) -> None:
-    """Connect, ask the questions in turn, leave mid-answer when planned."""
-    try:
-        async with connect(
-            url + f"?tag=soak-{client.index}",
+def plan_clients(count: int, rng: random.Random, leave_rate: float, drop_rate: float) -> list[Client]:
+    """Who stays, leaves or drops, how many questions each asks, and when the leavers and droppers act."""
+    clients = []
+    for index in range(count):
+        questions = rng.randint(1, 3)
+        draw = rng.random()
+        client = Client(index, questions)
+        if draw < leave_rate:
+            client.kind = "leave"
+            client.leave_at = rng.randrange(questions)
+            client.on_disconnect = rng.choice(("cancel", "continue"))
+        elif draw < leave_rate + drop_rate:
+            client.kind = "drop"
+            client.drops_planned = [0] * questions
+            for _ in range(rng.randint(1, 3)):
+                client.drops_planned[rng.randrange(questions)] += 1
+        clients.append(client)
+    return clients
+
+
+class Session:
+    """A client's current connection; reconnects after a drop under a new tag."""
+
+    def __init__(self, client: Client, url: str) -> None:
+        self.client = client
+        self.url = url
+        self.ws: ClientConnection | None = None
+        self.conn: Conn | None = None
+
+    async def open(self) -> ClientConnection:
+        conn = Conn(f"soak-{self.client.index}-{len(self.client.connections)}")
+        self.client.connections.append(conn)
+        self.ws = await connect(
+            self.url + f"?tag={conn.tag}",
             proxy=None,
             open_timeout=60,
             max_size=None,
             ping_interval=None,
             close_timeout=5,
-        ) as ws:
-            await start.wait()  # every client connects first: 200 at once, then all ask
+        )
+        self.conn = conn
+        return self.ws
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            with suppress(ConnectionClosed, WebSocketException, OSError):
+                await self.ws.close()
+
+    def abort(self) -> None:
+        """Drop the connection with no close frame (the client's network went away)."""
+        if self.ws is not None and self.ws.transport is not None:
+            self.ws.transport.abort()
+
+
+async def _follow(
+    session: Session, query: Query, by_id: dict[str, Query], rng: random.Random, number: int
+) -> None:
+    """Read frames until ``query`` ends; leave or drop-and-resume mid-answer when planned."""
+    client = session.client
+    leave = client.kind == "leave" and client.leave_at == number
+    drops_left = client.drops_planned[number] if client.kind == "drop" else 0
+    trigger = rng.randint(1, 2)
+    new_deltas = 0
+    while True:
+        assert session.ws is not None
+        frame = json.loads(await session.ws.recv())
+        owner = by_id.get(str(frame.get("request_id")))
+        if owner is None:
+            continue  # API Gateway's own messages (none expected)
+        new = owner.log.offer_frame(frame)
+        if owner is not query:
+            continue  # a late frame of an earlier query: judged with that query
+        if new and frame.get("run_token"):
+            query.token = str(frame["run_token"])
+        if query.log.ended:
+            return
+        if "seq" not in frame and frame.get("type") == "error":
+            return  # an error about our message (refused invoke, unknown_run): the query is over
+        if not new or frame.get("type") != "delta":
+            continue
+        new_deltas += 1
+        if leave:
+            assert session.conn is not None
+            session.conn.closed_mid_run = True
+            await session.close()
+            client.left = True
+            return
+        if drops_left and new_deltas >= trigger and query.token:
+            assert session.conn is not None
+            session.conn.closed_mid_run = True
+            session.abort()
+            drops_left -= 1
+            query.drops += 1
+            await asyncio.sleep(rng.uniform(0, 0.05))
+            ws = await session.open()
+            assert session.conn is not None
+            session.conn.resumes += 1
+            await ws.send(
+                json.dumps(
+                    {
+                        "action": "resume",
+                        "request_id": query.request_id,
+                        "after_seq": query.log.contiguous,
+                        "run_token": query.token,
+                    }
+                )
+            )
+            new_deltas, trigger = 0, rng.randint(1, 2)
+
+
+async def run_client(
+    client: Client, url: str, rng: random.Random, start: asyncio.Event, timeout: float
+) -> None:
+    """Connect, ask the questions in turn; leave, or drop and resume, mid-answer when planned."""
+    session = Session(client, url)
+    by_id: dict[str, Query] = {}
+    try:
+        await session.open()
+        try:
+            await start.wait()  # every client connects first: all at once, then all ask
             for number in range(client.questions):
                 question, query_type = rng.choice(QUESTIONS)
-                query = Query(request_id=f"c{client.index}-q{number}")
+                query = Query(request_id=f"c{client.index}-q{number}", on_disconnect=client.on_disconnect)
                 client.queries.append(query)
-                await ws.send(
+                by_id[query.request_id] = query
+                assert session.ws is not None
+                await session.ws.send(
                     json.dumps(
                         {
                             "action": "invoke",
                             "question": question,
                             "query_type": query_type,
                             "request_id": query.request_id,
+                            "on_disconnect": client.on_disconnect,
                         }
                     )
                 )
-                if await asyncio.wait_for(_ask(ws, query, client.leave_at == number), timeout):
-                    client.left = True
+                await asyncio.wait_for(_follow(session, query, by_id, rng, number), timeout)
+                if client.left:
                     return
+        finally:
+            if not client.left:
+                await session.close()
     except (TimeoutError, ConnectionClosed, WebSocketException, OSError) as exc:
         client.failure = f"{type(exc).__name__}: {exc}"
 
@@ -216,73 +375,126 @@ async def run_client(
 # ---------------------------------------------------------------------------------- report
 
 
-def sequence_problems(query: Query) -> tuple[int, int]:
-    """``(lost, out_of_order)`` for one query a staying client followed to its end."""
-    seen = set(query.seqs)
-    highest = max(seen) if seen else 0
-    lost = sum(1 for n in range(1, highest + 1) if n not in seen)
-    if query.terminal is None:
-        lost += 1  # the terminal frame itself
-    out_of_order = sum(1 for a, b in zip(query.seqs, query.seqs[1:], strict=False) if b != a + 1)
-    if query.seqs and query.seqs[0] != 1:
-        out_of_order += 1
-    return lost, out_of_order
+def sequence_problems(query: Query) -> SeqProblems:
+    """What is wrong with a followed query's frames after dedupe (see :class:`SeqProblems`)."""
+    return query.log.problems()
 
 
-def report(clients: list[Client], stats: dict[str, Any], *, elapsed: float, grace: float) -> bool:
+def posts_after_410(clients: list[Client], connections: list[dict[str, Any]]) -> tuple[int, int]:
+    """``(beyond_allowance, total)`` posts to closed connections, from the gateway's per-connection counts."""
+    by_tag = {conn["query"].get("tag"): conn for conn in connections}
+    beyond = total = 0
+    for client in clients:
+        for conn in client.connections:
+            summary = by_tag.get(conn.tag)
+            if summary is None:
+                continue
+            total += summary["postsAfterClose"]
+            beyond += max(0, summary["postsAfterClose"] - conn.posts_allowed_after_close)
+    return beyond, total
+
+
+def report(
+    clients: list[Client],
+    stats: dict[str, Any],
+    *,
+    elapsed: float,
+    grace: float,
+    settled: float | None,
+) -> bool:
     """Print one line per check and the counters; ``True`` when every check passed."""
-    stayed = [c for c in clients if not c.left]
-    left = [c for c in clients if c.left]
-    planned = sum(c.questions for c in stayed)
-    completed = sum(1 for c in stayed for q in c.queries if q.terminal is not None)
+    followed = [c for c in clients if c.kind != "leave" or not c.left]
+    leavers = [c for c in clients if c.kind == "leave" and c.left]
+    droppers = [c for c in clients if c.kind == "drop"]
+    planned = sum(c.questions for c in followed)
+    completed = sum(1 for c in followed for q in c.queries if q.terminal is not None)
     results = sum(1 for c in clients for q in c.queries if q.terminal == "result")
     errors: dict[str, int] = {}
+    message_errors: dict[str, int] = {}
     for c in clients:
         for q in c.queries:
-            if q.terminal == "error":
-                errors[q.error_code or "?"] = errors.get(q.error_code or "?", 0) + 1
-    lost = out_of_order = extra_terminals = 0
-    for c in stayed:
+            if q.terminal == "error" and q.log.terminal_frame is not None:
+                code = str(q.log.terminal_frame.get("code"))
+                errors[code] = errors.get(code, 0) + 1
+            for frame in q.log.unnumbered:
+                code = str(frame.get("code", frame.get("type")))
+                message_errors[code] = message_errors.get(code, 0) + 1
+    lost = out_of_order = terminal_faults = duplicates = 0
+    for c in followed:
         for q in c.queries:
-            query_lost, query_disorder = sequence_problems(q)
-            lost += query_lost
-            out_of_order += query_disorder
-            extra_terminals += max(0, q.terminals - 1)
+            problems = sequence_problems(q)
+            lost += problems.lost
+            out_of_order += problems.out_of_order
+            terminal_faults += int(problems.terminals != 1) + problems.after_terminal
+            duplicates += problems.duplicates
         lost += c.questions - len(c.queries)  # questions never asked because the client broke
     failures = [c for c in clients if c.failure]
+    drops_planned = sum(sum(c.drops_planned) for c in droppers)
+    drops_done = sum(c.drops_done for c in droppers)
+    resumed_duplicates = sum(q.log.duplicates for c in droppers for q in c.queries)
 
-    by_tag = {conn["query"].get("tag"): conn for conn in stats["connections"]}
-    # Each query still in flight when its client left may post once and learn of the 410; any
-    # post beyond that means a sender kept going after the connection was gone.
-    posts_after_410 = 0
-    for c in left:
-        conn = by_tag.get(f"soak-{c.index}")
-        if conn is not None:
-            posts_after_410 += max(0, conn["postsAfterClose"] - 1)
-    for c in stayed:
-        conn = by_tag.get(f"soak-{c.index}")
-        if conn is not None:
-            posts_after_410 += conn["postsAfterClose"]  # every run ended before it closed
+    runs = [q for c in clients for q in c.queries]
+    not_ended = [q for q in runs if q.final_status not in ENDED]
+    unreadable = [q for q in runs if q.final_status is None or q.final_status.startswith("http")]
+    statuses: dict[str, int] = {}
+    for q in runs:
+        statuses[q.final_status or "?"] = statuses.get(q.final_status or "?", 0) + 1
+    continue_leavers = [c.queries[-1] for c in leavers if c.on_disconnect == "continue"]
+    cancel_leavers = [c.queries[-1] for c in leavers if c.on_disconnect == "cancel"]
+    wrongly_cancelled = [q for q in continue_leavers if q.final_status == "cancelled"]
+    cancelled_leavers = sum(1 for q in cancel_leavers if q.final_status == "cancelled")
+    beyond, total_after_close = posts_after_410(clients, stats["connections"])
 
     checks = [
         (
             completed == planned and not failures,
-            f"queries completed: {completed}/{planned} (clients that stayed)",
+            f"queries completed: {completed}/{planned} (clients that stayed or dropped and resumed)",
         ),
-        (lost == 0, f"frames lost for connected clients: {lost}"),
-        (out_of_order == 0, f"frames out of order: {out_of_order}"),
-        (extra_terminals == 0, f"extra terminal frames: {extra_terminals}"),
+        (lost == 0, f"frames lost for followed queries (after dedupe): {lost}"),
+        (out_of_order == 0, f"frames out of order after dedupe: {out_of_order}"),
+        (
+            terminal_faults == 0,
+            f"queries without exactly one terminal frame, or frames after it: {terminal_faults}",
+        ),
+        (
+            not message_errors,
+            f"errors about messages (no seq): {sum(message_errors.values())}"
+            + (f" {message_errors}" if message_errors else ""),
+        ),
+        (
+            drops_done > 0 or not droppers,
+            f"connections dropped mid-answer and resumed: {drops_done} (planned {drops_planned}) by "
+            f"{sum(1 for c in droppers if c.drops_done)} of {len(droppers)} clients; "
+            f"{resumed_duplicates} repeated frames dropped by them",
+        ),
+        (
+            not not_ended,
+            f"runs not ended (checked up to {grace:g} s after the last client): {len(not_ended)} of "
+            f"{len(runs)} ({len(unreadable)} unreadable); statuses {statuses}"
+            + (f"; all ended {settled:.1f} s after the last client" if settled is not None else ""),
+        ),
+        (
+            not wrongly_cancelled,
+            f"leavers' runs cancelled despite on_disconnect continue: {len(wrongly_cancelled)} of "
+            f"{len(continue_leavers)} (on_disconnect cancel: {cancelled_leavers} of {len(cancel_leavers)} "
+            "cancelled, the rest finished before the 410)",
+        ),
         (
             stats["invocations_running"] == 0,
-            f"runs left running {grace:g} s after their client left: {stats['invocations_running']}",
+            f"invocations still running at the end: {stats['invocations_running']}",
         ),
-        (posts_after_410 == 0, f"posts after a 410: {posts_after_410}"),
+        (
+            beyond == 0,
+            f"posts after a 410 beyond the one each needs: {beyond} "
+            f"(all posts after close {total_after_close})",
+        ),
         (stats["invocation_errors"] == 0, f"function errors: {stats['invocation_errors']}"),
     ]
     print(
-        f"soak: {len(clients)} connections ({len(stayed)} stayed, {len(left)} left mid-answer), "
-        f"{sum(len(c.queries) for c in clients)} queries asked, {results} results, errors by code {errors}, "
-        f"{elapsed:.1f} s"
+        f"soak: {len(clients)} connections ({sum(1 for c in clients if c.kind == 'stay')} stayed, "
+        f"{len(leavers)} left mid-answer, {len(droppers)} dropped and resumed), "
+        f"{len(runs)} queries asked, {results} results, errors by code {errors}, "
+        f"{duplicates} repeated frames dropped, {elapsed:.1f} s"
     )
     print(
         f"gateway: posts {stats['posts']}, delivered {stats['posts_delivered']}, injected 429 "
@@ -291,7 +503,7 @@ def report(clients: list[Client], stats: dict[str, Any], *, elapsed: float, grac
         f"invocations {stats['invocations_total']} (asynchronous hand-offs {stats['async_invocations']})"
     )
     for client in failures[:5]:
-        print(f"  client {client.index} failed: {client.failure}")
+        print(f"  client {client.index} ({client.kind}) failed: {client.failure}")
     ok = True
     for passed, line in checks:
         print(("PASS " if passed else "FAIL ") + line)
@@ -299,14 +511,42 @@ def report(clients: list[Client], stats: dict[str, Any], *, elapsed: float, grac
     return ok
 
 
-async def soak(args: argparse.Namespace, gateway: Gateway) -> tuple[list[Client], dict[str, Any], float]:
-    """Run every client, wait for the grace period, read the stats."""
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+async def _settle(
+    gateway: Gateway, clients: list[Client], grace: float
+) -> tuple[dict[str, Any], float | None]:
+    """Wait up to ``grace`` s for every run to end and the gateway to be idle; the last stats read."""
+    began = time.monotonic()
+    pending = [q for c in clients for q in c.queries]
+    settled: float | None = None
+    while True:
+        still = []
+        for query in pending:
+            query.final_status = (
+                await asyncio.to_thread(gateway.run_status, query.request_id, query.token)
+                if query.token
+                else None
+            )
+            if query.final_status not in ENDED:
+                still.append(query)
+        pending = still
+        stats = await asyncio.to_thread(gateway.stats)
+        if not pending and stats["invocations_running"] == 0:
+            settled = time.monotonic() - began
+            return stats, settled
+        if time.monotonic() - began >= grace:
+            return stats, settled
+        await asyncio.sleep(0.5)
+
+
+async def soak(
+    args: argparse.Namespace, gateway: Gateway
+) -> tuple[list[Client], dict[str, Any], float, float | None]:
+    """Run every client, wait for the runs to end (at most the grace period), read the stats."""
     rng = random.Random(args.seed)
-    clients = []
-    for index in range(args.connections):
-        questions = rng.randint(1, 3)
-        leave_at = rng.randrange(questions) if rng.random() < args.leave_rate else None
-        clients.append(Client(index, questions, leave_at))
+    clients = plan_clients(args.connections, rng, args.leave_rate, args.drop_rate)
     start = asyncio.Event()
     began = time.monotonic()
     tasks = [
@@ -330,8 +570,8 @@ async def soak(args: argparse.Namespace, gateway: Gateway) -> tuple[list[Client]
         with suppress(asyncio.CancelledError):
             await task
     elapsed = time.monotonic() - began
-    await asyncio.sleep(args.grace)
-    return clients, await asyncio.to_thread(gateway.stats), elapsed
+    stats, settled = await _settle(gateway, clients, args.grace)
+    return clients, stats, elapsed, settled
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,11 +580,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--inject-429", type=float, default=0.05, help="fraction of posts answered 429")
     parser.add_argument(
-        "--leave-rate", type=float, default=0.10, help="fraction of clients leaving mid-answer"
+        "--leave-rate", type=float, default=0.10, help="fraction of clients leaving mid-answer for good"
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.10,
+        help="fraction of clients dropping their connection 1-3 times mid-answer and resuming",
     )
     parser.add_argument("--token-delay-ms", type=float, default=5.0)
     parser.add_argument(
-        "--grace", type=float, default=3.0, help="seconds after the last client before the check"
+        "--grace",
+        type=float,
+        default=15.0,
+        help="at most this many seconds after the last client for every run to end",
     )
     parser.add_argument("--query-timeout", type=float, default=90.0, help="seconds one query may take")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="bound on the client phase")
@@ -356,8 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="selador-soak-") as tmp,
         start_gateway(args, Path(tmp)) as gateway,
     ):
-        clients, stats, elapsed = asyncio.run(soak(args, gateway))
-        ok = report(clients, stats, elapsed=elapsed, grace=args.grace)
+        clients, stats, elapsed, settled = asyncio.run(soak(args, gateway))
+        ok = report(clients, stats, elapsed=elapsed, grace=args.grace, settled=settled)
         if not ok:
             print("--- gateway output (tail) ---\n" + gateway.log_tail())
     print("soak: PASS" if ok else "soak: FAIL")

@@ -12,6 +12,11 @@ a real ``websockets`` client, at the settings' default coalescing (``STREAM_FLUS
   turn, as any real model does; the figure with an instant model is kept in the detail.
 * Frame economy: all frames of a 2,000-token answer at the default token delay
   (``LOCAL_MODEL_TOKEN_DELAY_MS``), i.e. a model streaming ~65 tokens/s as Bedrock does.
+
+The frame log (protocol 1.1) is on in all three: every run's frames are written to the handler's
+SQLite store before they are posted (``selador.runs.sender.RunSender``). After the overhead and
+frame-economy runs, ``GET /runs/{request_id}`` confirms the run's log holds every frame the client
+received; a run whose log does not fails ``frames.per_answer``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from bench.inproc import CONTEXT, QUESTION, Harness, connect, local_gateway
+from bench.inproc import CONTEXT, QUESTION, Harness, Run, connect, local_gateway
 from bench.results import Result, judged
 from bench.stats import percentile, summarize
 
@@ -68,6 +73,7 @@ async def _overhead(harness: Harness, reps: int) -> dict[str, Any]:
     bare: list[float] = []
     through: list[float] = []
     tokens: list[int] = []
+    logs: list[dict[str, Any]] = []
     async with connect(harness.ws_url) as ws:
         for rep in range(-1, reps):
             seconds = await asyncio.to_thread(_no_sink_run, f"bare-{rep}")
@@ -79,7 +85,27 @@ async def _overhead(harness: Harness, reps: int) -> dict[str, Any]:
             bare.append(seconds)
             through.append(run.finished - run.sent)
             tokens.append(run.frames[-1]["data"]["usage"]["output_tokens"])
-    return {"bare": bare, "through": through, "tokens": tokens}
+            logs.append(await _frame_log(harness, f"ovh-{rep}", run))
+    return {"bare": bare, "through": through, "tokens": tokens, "frame_log": logs}
+
+
+async def _frame_log(harness: Harness, request_id: str, run: Run) -> dict[str, Any]:
+    """What the run's log holds (``GET /runs``) against what the client received (outside the timing)."""
+    received = len({f["seq"] for f in run.frames if isinstance(f.get("seq"), int)})
+    token = run.run_token
+    if token is None:
+        return {"request_id": request_id, "received": received, "logged": None, "status": "no run_token"}
+    document = await harness.run_status(request_id, token)
+    return {
+        "request_id": request_id,
+        "received": received,
+        "logged": document.get("frames"),
+        "status": document.get("status"),
+    }
+
+
+def _log_mismatches(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [log for log in logs if log["logged"] != log["received"]]
 
 
 async def _first_token(harness: Harness, queries: int, turn_latency_ms: float) -> dict[str, Any]:
@@ -107,11 +133,13 @@ async def _economy(harness: Harness, reps: int, tokens: int, delay_ms: float) ->
     frames: list[int] = []
     deltas: list[int] = []
     first_ms: list[float] = []
+    logs: list[dict[str, Any]] = []
     lost = 0
     async with connect(harness.ws_url) as ws:
         for rep in range(reps):
             before = len(harness.model.first_text)
             run = await harness.ask(ws, f"eco-{rep}")
+            logs.append(await _frame_log(harness, f"eco-{rep}", run))
             lost += run.lost
             frames.append(len(run.frames))
             deltas.append(sum(1 for f in run.frames if f.get("type") == "delta"))
@@ -119,7 +147,14 @@ async def _economy(harness: Harness, reps: int, tokens: int, delay_ms: float) ->
                 first_ms.append((run.first_delta - harness.model.first_text[before]) * 1000)
             usage = run.frames[-1].get("data", {}).get("usage", {})
             tokens = usage.get("output_tokens", tokens)
-    return {"frames": frames, "deltas": deltas, "first_token_ms": first_ms, "lost": lost, "tokens": tokens}
+    return {
+        "frames": frames,
+        "deltas": deltas,
+        "first_token_ms": first_ms,
+        "lost": lost,
+        "tokens": tokens,
+        "frame_log": logs,
+    }
 
 
 def run(
@@ -158,6 +193,7 @@ def run(
                 "answer_tokens": overhead["tokens"][0] if overhead["tokens"] else None,
                 "token_delay_ms": OVERHEAD_DELAY_MS,
                 "coalescing": coalescing,
+                "frame_log": overhead["frame_log"],
             },
             note=f"{statistics.median(overhead['through']):.2f} s via gateway vs "
             f"{statistics.median(overhead['bare']):.2f} s no sink ({tokens} tokens)",
@@ -200,6 +236,7 @@ def run(
             "first_token_ms": summarize(economy["first_token_ms"]) if economy["first_token_ms"] else None,
             "lost_frames": economy["lost"],
             "coalescing": coalescing,
+            "frame_log": economy["frame_log"],
         },
         note=f"{economy['tokens']} tokens at {coalescing['LOCAL_MODEL_TOKEN_DELAY_MS']:g} ms/token, "
         f"{statistics.median(economy['deltas']):.0f} deltas; all frames counted",
@@ -208,5 +245,11 @@ def run(
     if lost:
         economy_result.status = "FAIL"
         economy_result.note += f"; LOST {lost} frames"
+    unlogged = _log_mismatches(economy["frame_log"] + overhead["frame_log"])
+    if unlogged:
+        economy_result.status = "FAIL"
+        economy_result.note += f"; {len(unlogged)} runs whose frame log differs from what was received"
+    else:
+        economy_result.note += "; frame log on (every frame logged)"
     results.append(economy_result)
     return results
