@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from selador.limits import LimitExceeded, Limits
@@ -130,44 +130,12 @@ class Runs:
         Returns:
             The started run, or why it was refused (nothing is held then).
         """
-        settings = self.settings
-        claims: list[tuple[str, str]] = []
-        if scope is not None:
-            # The duplicate check comes first: a resent running id is a duplicate, not a new query,
-            # and must neither count against the limits nor be reported as one.
-            owner = self.store.claim(active_key(scope, request.request_id), settings.run_claim_ttl_seconds)
-            if owner is None:
-                where = "for this user" if scope.startswith("p:") else "on this connection"
-                return Refused(
-                    "duplicate_request",
-                    f"request_id {request.request_id!r} is already running {where}; send resume to follow it",
-                )
-            claims.append((active_key(scope, request.request_id), owner))
-        try:
-            if limit_subject is not None:
-                admission = Limits(self.store, settings).admit(limit_subject, principal)
-                if isinstance(admission, LimitExceeded):
-                    logger.info("query refused by a limit", extra={"limit": admission.limit})
-                    self._release(claims)
-                    return Refused("rate_limited", admission.message, admission.retry_after)
-                if admission.slot is not None:
-                    claims.append(admission.slot)
-            return self._create(request, principal, tuple(claims), connection_id, endpoint)
-        except BaseException:
-            self._release(claims)
-            raise
-
-    def _create(
-        self,
-        request: QueryRequest,
-        principal: str | None,
-        claims: tuple[tuple[str, str], ...],
-        connection_id: str | None,
-        endpoint: str | None,
-    ) -> Started:
         now = time.time()
         run_id = new_run_id()
         token, digest = new_run_token(run_id)
+        accepted = StatusFrame(
+            stage="accepted", message=ACCEPTED_TEXT, request_id=request.request_id, seq=1, run_token=token
+        ).to_json()
         lease = now + PENDING_LEASE_S
         # The name (how a principal finds the run) lives as long as the record does at creation, so
         # that is the longest life the run can have: started at the last moment, run for as long
@@ -185,15 +153,58 @@ class Runs:
             connection_id=connection_id,
             endpoint=endpoint,
             on_disconnect=request.on_disconnect,
-            claims=claims,
         )
-        self.store.create_run(run, name=run_name(principal, request.request_id) if principal else None)
-        accepted = StatusFrame(
-            stage="accepted", message=ACCEPTED_TEXT, request_id=request.request_id, seq=1, run_token=token
-        ).to_json()
-        self.store.append_frame(run_id, 1, accepted, self.frame_expiry(run))
+        # Everything that needs no store is built above: under load the writes below wait their
+        # turn for the store, and SQLite makes them one transaction with one wait.
+        claims: list[tuple[str, str]] = []
+        try:
+            with self.store.grouped():
+                refused = self._admit(request, principal, scope, limit_subject, claims)
+                if refused is not None:
+                    return refused
+                run = replace(run, claims=tuple(claims))
+                self.store.create_run(
+                    run, name=run_name(principal, request.request_id) if principal else None
+                )
+                self.store.append_frame(run_id, 1, accepted, self.frame_expiry(run))
+        except BaseException:
+            self._release(claims)
+            raise
         logger.info("run accepted", extra={"run_id": run_id, "principal": principal})
         return Started(run=run, token=token, accepted=accepted)
+
+    def _admit(
+        self,
+        request: QueryRequest,
+        principal: str | None,
+        scope: str | None,
+        limit_subject: str | None,
+        claims: list[tuple[str, str]],
+    ) -> Refused | None:
+        """Take the duplicate guard and the limits' slot into ``claims``; a refusal holds nothing."""
+        settings = self.settings
+        if scope is not None:
+            # The duplicate check comes first: a resent running id is a duplicate, not a new query,
+            # and must neither count against the limits nor be reported as one.
+            key = active_key(scope, request.request_id)
+            owner = self.store.claim(key, settings.run_claim_ttl_seconds)
+            if owner is None:
+                where = "for this user" if scope.startswith("p:") else "on this connection"
+                return Refused(
+                    "duplicate_request",
+                    f"request_id {request.request_id!r} is already running {where}; send resume to follow it",
+                )
+            claims.append((key, owner))
+        if limit_subject is not None:
+            admission = Limits(self.store, settings).admit(limit_subject, principal)
+            if isinstance(admission, LimitExceeded):
+                logger.info("query refused by a limit", extra={"limit": admission.limit})
+                self._release(claims)
+                claims.clear()
+                return Refused("rate_limited", admission.message, admission.retry_after)
+            if admission.slot is not None:
+                claims.append(admission.slot)
+        return None
 
     def frame_expiry(self, run: RunRecord) -> int:
         """When a frame of ``run`` may be deleted: not before the record, even if it ends now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -9,8 +10,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (Windows): SQLite's own busy handling only
+    fcntl = None  # type: ignore[assignment]
 
 from selador.store.base import ConnectionRecord, RunFinish, RunRecord, Store
 from selador.store.runs import (
@@ -150,10 +156,18 @@ class SqliteStore(Store):
     ) -> None:
         self.path = path
         self._now = now
-        self._lock = threading.Lock()
+        # Re-entrant: reads and writes made inside grouped() already hold it.
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._group_thread: int | None = None
+        self._queue_lock = threading.Lock()
+        self._appends: list[_Append] = []
+        self._writer_fd: int | None = None
         if path != ":memory:" and not path.startswith("file:"):
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
+            if fcntl is not None:
+                self._writer_fd = os.open(path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         # isolation_level=None: the sqlite3 module must not open transactions behind our back; the
         # statements below choose their own (autocommit single statements or BEGIN IMMEDIATE).
         # ``timeout`` is SQLite's busy timeout: a write blocked by another process's lock retries
@@ -175,8 +189,72 @@ class SqliteStore(Store):
                     self._conn.execute(statement)
             self.purge_expired()
         except BaseException:
-            self._conn.close()
+            self.close()
             raise
+
+    @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Run the block's calls as one transaction under one acquisition of the writer lock.
+
+        Under load every write waits its turn for the file (other worker processes append frames
+        all the time); a route that admits a query with five writes waited five times.
+        """
+        with self._writing(transaction=True):
+            outer, self._group_thread = self._group_thread, threading.get_ident()
+            try:
+                yield
+            finally:
+                self._group_thread = outer
+
+    @contextlib.contextmanager
+    def _writing(self, *, transaction: bool = False) -> Iterator[None]:
+        """Hold this process's lock and the file's writer lock (and a transaction, if asked).
+
+        Writers from several processes (the local gateway's workers) would otherwise meet inside
+        SQLite, whose busy handler sleeps 1, 2, 5, 10… up to 100 ms before trying again however
+        soon the lock is free: under load a write that needs 100 µs waited tens of milliseconds.
+        An ``flock`` wakes the next writer the moment the lock is released. Readers take only this
+        process's lock (WAL lets them read while another process writes).
+
+        Inside :meth:`grouped` (the same thread, already holding both locks and a transaction), a
+        write just runs, and a write that needs a transaction of its own gets a savepoint.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    if transaction:
+                        with self._savepoint(f"s{self._depth}"):
+                            yield
+                    else:
+                        yield
+                finally:
+                    self._depth -= 1
+                return
+            if self._writer_fd is not None:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
+            self._depth = 1
+            try:
+                if transaction:
+                    with self._transaction():
+                        yield
+                else:
+                    yield
+            finally:
+                self._depth = 0
+                if self._writer_fd is not None:
+                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _savepoint(self, name: str) -> Iterator[None]:
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
 
     def _enable_wal(self, timeout_s: float) -> None:
         """Switch the file to WAL, retrying while another connection holds it busy.
@@ -211,6 +289,9 @@ class SqliteStore(Store):
         """Close the database connection; the store is unusable afterwards."""
         with self._lock:
             self._conn.close()
+            if self._writer_fd is not None:
+                os.close(self._writer_fd)
+                self._writer_fd = None
 
     def purge_expired(self) -> int:
         """Delete expired rows.
@@ -220,7 +301,7 @@ class SqliteStore(Store):
         """
         now = self._now()
         deleted = 0
-        with self._lock, self._transaction():
+        with self._writing(transaction=True):
             for table in _EXPIRING_TABLES:
                 deleted += self._conn.execute(f"DELETE FROM {table} WHERE expires_at <= ?", (now,)).rowcount
         return deleted
@@ -231,7 +312,7 @@ class SqliteStore(Store):
         Args:
             record: The record; its ``expires_at`` decides when it stops being visible.
         """
-        with self._lock:
+        with self._writing():
             self._conn.execute(
                 "INSERT INTO connections (id, data, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
@@ -263,7 +344,7 @@ class SqliteStore(Store):
         Returns:
             ``True`` when an unexpired record existed (an expired one is deleted too, silently).
         """
-        with self._lock:
+        with self._writing():
             rows = self._conn.execute(
                 "DELETE FROM connections WHERE id = ? RETURNING expires_at", (connection_id,)
             ).fetchall()
@@ -285,7 +366,7 @@ class SqliteStore(Store):
         now = self._now()
         expires_at = _expiry(now, ttl_seconds)
         owner = new_owner()
-        with self._lock:
+        with self._writing():
             # The DO UPDATE only fires over an expired claim; over a live one the statement changes
             # nothing and RETURNING yields no row. One statement, so atomic across processes.
             # fetchall, never fetchone, after RETURNING: the autocommit transaction (and the file's
@@ -308,7 +389,7 @@ class SqliteStore(Store):
         Returns:
             ``True`` when this owner's claim was removed.
         """
-        with self._lock:
+        with self._writing():
             rows = self._conn.execute(
                 "DELETE FROM claims WHERE key = ? AND owner = ? RETURNING expires_at", (key, owner)
             ).fetchall()
@@ -327,7 +408,7 @@ class SqliteStore(Store):
         """
         now = self._now()
         expires_at = _expiry(now, ttl_seconds)
-        with self._lock:
+        with self._writing():
             rows = self._conn.execute(
                 "UPDATE claims SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ? RETURNING 1",
                 (expires_at, key, owner, now),
@@ -350,7 +431,7 @@ class SqliteStore(Store):
         """
         now = self._now()
         expires_at = _expiry(now, ttl_seconds)
-        with self._lock:
+        with self._writing():
             rows = self._conn.execute(
                 "INSERT INTO kv (key, value, expires_at) VALUES (:key, :amount, :exp) "
                 "ON CONFLICT (key) DO UPDATE SET "
@@ -372,7 +453,7 @@ class SqliteStore(Store):
             run: The record.
             name: A name :meth:`find_run` resolves to this run until the record expires.
         """
-        with self._lock, self._transaction():
+        with self._writing(transaction=True):
             self._conn.execute(
                 "INSERT INTO runs (run_id, data, expires_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (run_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
@@ -437,7 +518,7 @@ class SqliteStore(Store):
         """
         check_changes(changes)
         check_expect(expect)
-        with self._lock, self._transaction():
+        with self._writing(transaction=True):
             return self._update_run_locked(run_id, changes, expect_status, expect)
 
     def _update_run_locked(
@@ -474,22 +555,58 @@ class SqliteStore(Store):
         """
         if finish is not None:
             check_changes(finish.changes)
+            return self._append_and_finish(run_id, seq, data, expires_at, finish)
+        # Group commit: every run of a worker process appends through this one store. A thread
+        # queues its frame; whichever thread gets the store next writes everything queued in one
+        # transaction, so under load frames cost one wait for the file per batch, not per frame.
+        item = _Append(run_id, seq, data, expires_at)
+        if self._group_thread == threading.get_ident():
+            # Inside grouped(): this frame alone, in the group's transaction (others' frames must
+            # not ride on a transaction that may still roll back).
+            self._append_batch([item])
+        else:
+            with self._queue_lock:
+                self._appends.append(item)
         with self._lock:
-            try:
-                with self._transaction():
-                    inserted = self._conn.execute(
-                        "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
-                        (run_id, seq, data, expires_at),
-                    ).fetchall()
-                    if not inserted:
-                        return False
-                    if finish is not None:
-                        ended = self._update_run_locked(run_id, finish.changes, finish.expect_status, None)
-                        if ended is None:
-                            raise _Rollback  # leaving by exception rolls the frame back too
-            except _Rollback:
-                return False
+            if item.written is None:
+                with self._queue_lock:
+                    batch, self._appends = self._appends, []
+                self._append_batch(batch)
+        if item.error is not None:
+            raise item.error
+        return bool(item.written)
+
+    def _append_batch(self, batch: list[_Append]) -> None:
+        try:
+            with self._writing(transaction=True):
+                for item in batch:
+                    item.written = bool(
+                        self._conn.execute(
+                            "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
+                            (item.run_id, item.seq, item.data, item.expires_at),
+                        ).fetchall()
+                    )
+        except Exception as exc:  # noqa: BLE001 - handed to every caller in the batch, raised there
+            for item in batch:
+                item.written, item.error = False, exc
+
+    def _append_and_finish(
+        self, run_id: str, seq: int, data: str, expires_at: int, finish: RunFinish
+    ) -> bool:
+        try:
+            with self._writing(transaction=True):
+                inserted = self._conn.execute(
+                    "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
+                    (run_id, seq, data, expires_at),
+                ).fetchall()
+                if not inserted:
+                    return False
+                if self._update_run_locked(run_id, finish.changes, finish.expect_status, None) is None:
+                    raise _Rollback  # leaving by exception rolls the frame back too
+        except _Rollback:
+            return False
         return True
 
     def read_frames(self, run_id: str, after_seq: int = 0, limit: int = 100) -> list[tuple[int, str]]:
@@ -524,6 +641,18 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     # The low byte is the primary result code; extended codes (BUSY_RECOVERY…) share it.
     return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
+
+
+@dataclasses.dataclass
+class _Append:
+    """A frame waiting to be written by whichever thread gets the store next."""
+
+    run_id: str
+    seq: int
+    data: str
+    expires_at: int
+    written: bool | None = None
+    error: Exception | None = None
 
 
 class _Rollback(Exception):

@@ -240,3 +240,120 @@ def test_closed_store_refuses_work(path: str) -> None:
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
         store.claim("k", 10)
+
+
+# -- grouped writes and group commit -----------------------------------------------------------------
+
+
+def test_grouped_calls_commit_together_or_not_at_all(path: str, clock: FakeClock) -> None:
+    store = SqliteStore(path, now=clock)
+    with store.grouped():
+        owner = store.claim("a", 60)
+        store.create_run(run_record("r-1"), name="n-1")
+        assert store.append_frame("r-1", 1, "one", 2**31) is True
+        assert store.append_frame("r-1", 1, "again", 2**31) is False  # a savepoint inside the group
+        assert store.get_run("r-1") is not None  # reads inside the group see its writes
+    assert owner is not None and store.find_run("n-1") is not None
+    with pytest.raises(RuntimeError, match="boom"), store.grouped():
+        store.claim("b", 60)
+        store.create_run(run_record("r-2"))
+        raise RuntimeError("boom")
+    assert store.claim("b", 60) is not None, "the failed group's claim was rolled back"
+    assert store.get_run("r-2") is None
+    assert store.read_frames("r-1") == [(1, "one")]
+
+
+def test_a_finish_refused_inside_a_group_rolls_back_only_its_own_frame(path: str, clock: FakeClock) -> None:
+    from selador.store.base import RunFinish
+
+    store = SqliteStore(path, now=clock)
+    store.create_run(run_record("r-1", status="succeeded"))
+    with store.grouped():
+        assert store.append_frame("r-1", 1, "kept", 2**31) is True
+        finish = RunFinish(expect_status={"running"}, changes={"status": "failed"})
+        assert store.append_frame("r-1", 2, "refused", 2**31, finish=finish) is False
+    assert store.read_frames("r-1") == [(1, "kept")]
+
+
+def test_other_threads_appends_never_ride_on_a_group_that_rolls_back(path: str, clock: FakeClock) -> None:
+    store = SqliteStore(path, now=clock)
+    store.create_run(run_record("r-1"))
+    entered = threading.Event()
+    results: list[bool] = []
+
+    def other() -> None:
+        entered.wait(5)
+        results.append(store.append_frame("r-1", 2, "other thread", 2**31))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with pytest.raises(RuntimeError), store.grouped():
+        store.append_frame("r-1", 1, "grouped", 2**31)
+        entered.set()
+        time.sleep(0.1)  # the other thread queues its frame meanwhile
+        raise RuntimeError("roll back")
+    thread.join(5)
+    assert results == [True]
+    assert store.read_frames("r-1", 1) == [(2, "other thread")]
+    assert store.read_frames("r-1") == []  # seq 1 was rolled back: the log starts with a gap
+
+
+def test_concurrent_appends_are_written_in_batches_with_each_answer_right(
+    path: str, clock: FakeClock
+) -> None:
+    store = SqliteStore(path, now=clock)
+    store.create_run(run_record("r-1"))
+    store.append_frame("r-1", 5, "already there", 2**31)
+    answers = run_concurrently(
+        32, lambda i: (i + 1, store.append_frame("r-1", i + 1, f"frame {i + 1}", 2**31))
+    )
+    assert dict(answers) == {seq: seq != 5 for seq in range(1, 33)}
+    frames = store.read_frames("r-1", 0, 100)
+    assert [seq for seq, _ in frames] == list(range(1, 33))
+    assert frames[4] == (5, "already there")
+
+
+def test_a_failed_batch_raises_in_every_caller(path: str) -> None:
+    class Failing(SqliteStore):
+        def _append_batch(self, batch):  # type: ignore[no-untyped-def]
+            for item in batch:
+                item.written, item.error = False, sqlite3.OperationalError("disk I/O error")
+
+    store = Failing(path)
+    errors = run_concurrently(4, lambda i: _raises(lambda: store.append_frame("r", i + 1, "x", 2**31)))
+    assert errors == ["disk I/O error"] * 4
+
+
+def _raises(call) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except sqlite3.OperationalError as exc:
+        return str(exc)
+    return None
+
+
+def test_writers_in_other_processes_wait_on_the_writer_lock_file(path: str) -> None:
+    """The lock file is what makes writers queue instead of sleeping in SQLite's busy handler."""
+    import fcntl
+    import os
+
+    SqliteStore(path).close()
+    fd = os.open(path + "-writer.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    script = textwrap.dedent(
+        f"""
+        import time
+        from selador.store.sqlite import SqliteStore
+        store = SqliteStore({path!r})
+        store.claim("k", 60)
+        print(time.time())
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert child.poll() is None, "the write went ahead while another process held the writer lock"
+    released = time.time()
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    out, _ = child.communicate(timeout=30)
+    assert float(out) >= released
