@@ -16,6 +16,8 @@ append to a queue; one worker thread per run does the rest, in ``seq`` order:
 4. **Poll** the run record every ``poll_ms``: a cancel request stops the agent; a new listener (a
    ``resume`` from another connection) receives every frame logged since the previous poll, then
    the live ones. The resume route replays the log up to its attach; the two overlap, never gap.
+   A run that asked to end with its connection (``on_disconnect: cancel``) also checks that the
+   listener's connection record still exists (``$disconnect`` deletes it).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from selador.observability import logger
 from selador.protocol import MAX_MESSAGE_BYTES, DeltaFrame, ErrorFrame, MessageFrame, ResultFrame, _Frame
 from selador.runs.model import terminal_finish
-from selador.store.base import RunRecord, RunStore
+from selador.store.base import RunRecord, Store
 from selador.websocket.management import ConnectionGone, ManagementApi, PostFailed
 
 _STOP = object()
@@ -115,7 +117,7 @@ class RunSender:
         self,
         run: RunRecord,
         *,
-        store: RunStore,
+        store: Store,
         management: Callable[[str], ManagementApi],
         flush_ms: int = 100,
         flush_max_ms: int = 1500,
@@ -358,6 +360,13 @@ class RunSender:
             self.stats.finished = True
         return True
 
+    def _listener_closed(self) -> bool:
+        try:
+            return self._listener is not None and self._store.get_connection(self._listener) is None
+        except Exception:  # noqa: BLE001 - unknown: the next post will tell
+            logger.exception("could not read the listener's connection record")
+            return False
+
     def _already_logged(self, seq: int, data: str) -> bool:
         try:
             return self._store.read_frames(self.run.run_id, seq - 1, 1) == [(seq, data)]
@@ -425,6 +434,10 @@ class RunSender:
             return
         if run is None:
             return
+        if self.run.on_disconnect == "cancel" and self._listener is not None and self._listener_closed():
+            # $disconnect deleted its record: stop now, not at the next post (which may be far off
+            # in a long tool call, or never come if a resume moves the run elsewhere first).
+            self._detach(self._listener, gone=True, reason="connection closed")
         if run.cancel_requested and not self.cancel_signal.is_set():
             logger.info("cancel requested")
             self.cancel_reason = "cancel requested"

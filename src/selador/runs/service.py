@@ -90,6 +90,7 @@ class Started:
 
 
 CancelOutcome = Literal["cancelling", "unknown_run", "not_running"]
+Delivery = Literal["delivered", "gone", "failed"]
 
 
 class Runs:
@@ -336,7 +337,8 @@ class Runs:
             endpoint: Its management endpoint.
 
         Returns:
-            How many frames were replayed (the connection may vanish meanwhile: then fewer).
+            How many frames were replayed (fewer when a post failed: then the connection is not
+            attached either).
         """
         replayed, last = self._replay(run.run_id, after_seq, connection_id, endpoint)
         if last is None:
@@ -357,7 +359,9 @@ class Runs:
     ) -> tuple[int, int | None]:
         count, last = 0, after_seq
         for seq, data in self.iter_frames(run_id, after_seq):
-            if not self.post(connection_id, endpoint, data.encode()):
+            if self.post(connection_id, endpoint, data.encode()) != "delivered":
+                # A frame that did not arrive must not be skipped: stop here, do not attach; the
+                # client sees no live frames and resumes again from what it has.
                 return count, None
             count, last = count + 1, seq
         return count, last
@@ -409,18 +413,24 @@ class Runs:
 
     # -- posting ------------------------------------------------------------------------------------
 
-    def post(self, connection_id: str, endpoint: str, data: bytes | str) -> bool:
-        """Post one frame outside a run's sender; ``False`` when the connection is gone."""
+    def post(self, connection_id: str, endpoint: str, data: bytes | str) -> Delivery:
+        """Post one frame outside a run's sender.
+
+        Returns:
+            ``delivered``; ``gone`` (410: the connection's record is deleted); or ``failed`` (429
+            past the retry bound, a network error: the client may still be there).
+        """
         payload = data.encode() if isinstance(data, str) else data
         try:
             self.deps.management(endpoint).post(connection_id, payload)
         except ConnectionGone:
             self.store.delete_connection(connection_id)
             logger.info("client gone", extra={"connection": connection_id})
-            return False
+            return "gone"
         except PostFailed as exc:
             logger.warning("frame not delivered", extra={"reason": str(exc)})
-        return True
+            return "failed"
+        return "delivered"
 
 
 def cancelled_frame(data: ResultData | None = None) -> ResultFrame:

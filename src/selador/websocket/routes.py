@@ -163,7 +163,7 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
         return OK
     run = outcome.run
     try:
-        if not runs.post(connection_id, endpoint, outcome.accepted):
+        if runs.post(connection_id, endpoint, outcome.accepted) == "gone":
             # Gone before the answer began. Only an authenticated owner can find the run again
             # (an anonymous client never saw its token), and only if it asked the run to go on.
             if principal is None or request.on_disconnect == "cancel":

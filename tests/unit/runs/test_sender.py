@@ -478,3 +478,32 @@ def test_worker_log_lines_carry_the_invocation_keys(store: SqliteStore) -> None:
         logging.getLogger(logger.name).removeHandler(handler)
     detached = [line for line in lines if line["message"] == "listener detached"]
     assert detached and detached[0]["connection_id"] == "conn-A" and detached[0]["request_id"] == "q-A"
+
+
+def test_a_run_that_ends_with_its_connection_stops_when_disconnect_removed_the_record(
+    store: SqliteStore,
+) -> None:
+    """No post needed: $disconnect deleted the record, the next poll cancels the run."""
+    from selador.store.base import ConnectionRecord
+
+    store.put_connection(ConnectionRecord(connection_id="c1", connected_at=time.time(), expires_at=2**31))
+    net, run = Net(), new_run(store, on_disconnect="cancel")
+    sender = make_sender(store, net, run, poll_ms=20)
+    sender.send(StatusFrame(message="working"))
+    time.sleep(0.1)
+    assert not sender.cancel_signal.is_set()  # the connection is there: keep going
+    store.delete_connection("c1")  # what $disconnect does
+    assert wait_for(sender.cancel_signal.is_set, timeout=2.0)
+    assert sender.cancel_reason == "connection closed"
+    sender.send(result("so far", "cancelled"))
+    sender.close()
+    assert [f["type"] for f in net.frames("c1")] == ["status"]  # nothing posted to the closed one
+
+
+def test_a_continuing_run_ignores_a_closed_connection_until_a_post_fails(store: SqliteStore) -> None:
+    net, run = Net(), new_run(store, on_disconnect="continue")  # c1 has no record at all
+    sender = make_sender(store, net, run, poll_ms=20)
+    sender.send(StatusFrame(message="a"))
+    time.sleep(0.15)
+    assert not sender.cancel_signal.is_set()
+    sender.close()
