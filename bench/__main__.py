@@ -168,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             lambda: runs.resume(resume_runs, mid_answer_resumes, env, isolation=args.isolation),
         )
     if "cancel" in groups:
-        from bench import runs
+        from bench import cancel
 
         attempt(
             "cancel (cancel to terminal frame)",
-            [("cancel.latency.p95", "ms", runs.CANCEL_P95_MS)],
-            lambda: runs.cancel(cancel_runs, env, isolation=args.isolation),
+            [("cancel.latency.p95", "ms", cancel.CANCEL_P95_MS)],
+            lambda: cancel.cancel(cancel_runs, env, isolation=args.isolation),
         )
     if "bundle" in groups:
         from bench import bundle

@@ -12,11 +12,12 @@ import pytest
 # `bench/` lives at the repository root, which the pytest entry point does not put on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
+from bench._run_clients import cancel_outcome, count, latency_results
+from bench._soak_clients import Client, Conn, Query, plan_clients
 from bench.concurrency import floor_ratio
 from bench.inproc import HTTP_ROUTES, WS_ROUTES
-from bench.runs import cancel_outcome, count, latency_results
 from bench.sequence import SeqLog, SeqProblems, add_problems
-from bench.soak import Client, Conn, Query, plan_clients, posts_after_410, report
+from bench.soak import posts_after_410, report
 
 REPO = Path(__file__).resolve().parents[3]
 
