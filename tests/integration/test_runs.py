@@ -292,9 +292,13 @@ class _QueuedJobs:
         return {"StatusCode": 202}
 
 
-def test_cancel_before_the_job_starts_ends_the_run_at_once(
+def test_cancel_of_a_run_whose_job_never_started_ends_it_at_once(
     aws: Aws, context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Pending past the grace (its hand-off may never run): the cancel itself ends the run."""
+    from selador.runs import service
+
+    monkeypatch.setattr(service, "PENDING_GRACE_S", 0.0)
     monkeypatch.setenv("RUN_MODE", "async")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
     monkeypatch.setenv("LIMIT_CONCURRENT_PER_CONNECTION", "1")
@@ -316,6 +320,28 @@ def test_cancel_before_the_job_starts_ends_the_run_at_once(
         # The run gave its concurrency slot back: the next question is admitted.
         send(context, conn, action="invoke", question=QUESTION, request_id="p-2")
         assert aws.frames(conn)[-1]["stage"] == "accepted"
+
+
+def test_cancel_of_a_run_about_to_start_is_left_to_its_executor(
+    aws: Aws, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A young pending run: the job that takes it sees the request and ends it, after accepted."""
+    monkeypatch.setenv("RUN_MODE", "async")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "main-lambda")
+    from selador.deps import Dependencies, use_dependencies
+    from selador.settings import get_settings
+
+    lam = _QueuedJobs()
+    with use_dependencies(Dependencies(settings=get_settings(), lambda_client=lam)):
+        conn = new_connection_id()
+        send(context, conn, action="invoke", question=QUESTION, request_id="y-1")
+        token_ = aws.frames(conn)[0]["run_token"]
+        send(context, conn, action="cancel", request_id="y-1", run_token=token_)
+        assert [f["type"] for f in aws.frames(conn)] == ["status"]  # nothing yet: no job has run
+        assert lambda_handler(lam.jobs[0], context)["statusCode"] == 200
+    frames = aws.frames(conn)
+    assert frames[-1]["type"] == "result" and frames[-1]["data"]["stop_reason"] == "cancelled"
+    assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
 
 
 class _GoneAt:

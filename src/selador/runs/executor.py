@@ -73,6 +73,8 @@ def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest
         expect_status={"pending"},
     )
     if run is None:
+        run = _taken_by_us(deps, run_id, lease)
+    if run is None:
         logger.warning("run is not pending (taken, ended or expired); not executing it")
         return False
     runs = Runs(deps)
@@ -114,6 +116,16 @@ def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest
     return True
 
 
+def _taken_by_us(deps: Dependencies, run_id: str, lease: float) -> RunRecord | None:
+    """The run, if the take that reported failure had landed after all.
+
+    A store client resends a write whose answer was lost; the resend then fails its own
+    condition (the run is no longer pending). The lease this call wrote is unique to it.
+    """
+    run = deps.store.get_run(run_id)
+    return run if run is not None and run.status == "running" and run.lease_until == lease else None
+
+
 def _renew_claims(deps: Dependencies, run: RunRecord, left: float) -> None:
     for key, owner in run.claims:
         # Claims were taken with a fixed TTL; a run that outlived it could have its slot handed to
@@ -137,7 +149,7 @@ def _take(deps: Dependencies, run: RunRecord) -> RunSender:
         on_gone=deps.store.delete_connection,
         # A client that reads the result and at once reuses its request_id (or takes its
         # concurrency slot) must find them free.
-        on_end=lambda: Runs(deps).release_claims(run),
+        before_end=lambda: Runs(deps).release_claims(run),
     )
 
 

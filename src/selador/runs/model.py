@@ -26,6 +26,11 @@ def new_run_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+def new_listener_id() -> str:
+    """A fresh id for one attach of a listener to a run."""
+    return secrets.token_urlsafe(9)
+
+
 def new_run_token(run_id: str) -> tuple[str, str]:
     """A token for ``run_id`` and the digest to store.
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from selador.observability import logger
 from selador.protocol import MAX_MESSAGE_BYTES, DeltaFrame, ErrorFrame, MessageFrame, ResultFrame, _Frame
 from selador.runs.model import terminal_finish
-from selador.store.base import RunRecord, Store
+from selador.store.base import RunFinish, RunRecord, Store
 from selador.websocket.management import ConnectionGone, ManagementApi, PostFailed
 
 _STOP = object()
@@ -40,6 +40,9 @@ FRAME_BUDGET_BYTES = MAX_MESSAGE_BYTES - 4096
 """Largest frame we post: under API Gateway's 128 KiB with room for encoding slack."""
 
 INTERNAL_ERROR_TEXT = "Something went wrong while answering; please try again"
+_LOG_ATTEMPTS = 3
+_LOG_RETRY_FIRST_S = 0.05
+"""Retries of a failed log write: 50 ms, then 200 ms (the store's client retries inside each)."""
 
 
 @dataclass
@@ -108,8 +111,8 @@ class RunSender:
         log_ttl_s: How long the log stays readable after the run ends.
         first_seq: The ``seq`` of the first frame (the route logged and posted the ones before).
         on_gone: Called with a connection id that turned out to be gone (deletes its record).
-        on_end: Called once the terminal frame is logged (so the run has ended), before it is
-            posted: whatever the run held is free by the time the client hears it ended.
+        before_end: Called just before the terminal frame is logged (with it, in one transaction
+            where the store can): whatever the run held is free before anyone can see it ended.
         clock: Monotonic clock, injectable for tests.
     """
 
@@ -126,7 +129,7 @@ class RunSender:
         log_ttl_s: int = 3600,
         first_seq: int = 1,
         on_gone: Callable[[str], object] | None = None,
-        on_end: Callable[[], object] | None = None,
+        before_end: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run = run
@@ -143,7 +146,7 @@ class RunSender:
         # before the lease runs out plus log_ttl (and the record's own expiry may be later still).
         self._frame_expiry = max(run.expires_at, int(run.lease_until + log_ttl_s) + 1)
         self._on_gone = on_gone
-        self._on_end = on_end
+        self._before_end = before_end
         self._clock = clock
         self.cancel_signal = threading.Event()
         self.cancel_reason: str | None = "cancel requested" if run.cancel_requested else None
@@ -165,6 +168,7 @@ class RunSender:
         self._frames: dict[int, bytes] = {}
         self._logged_seq = first_seq - 1
         self._listener = run.connection_id
+        self._listener_id = run.listener_id
         self._endpoint = run.endpoint
         self._next_post = first_seq
         self._seen_by_poll = first_seq - 1
@@ -314,51 +318,72 @@ class RunSender:
         seq = frame.seq or 0
         terminal = isinstance(frame, ResultFrame | ErrorFrame)
         data = fit_frame(frame)
-        if not self._log(frame, seq, data, terminal):
+        if terminal:
+            with self._store.grouped():
+                self._end_claims()
+                logged = self._log(frame, seq, data, terminal)
+        else:
+            logged = self._log(frame, seq, data, terminal)
+        if not logged:
             return
         self._frames[seq] = data.encode()
         if terminal:
             self._ended = True
-            if self.stats.finished and self._on_end is not None:
-                try:
-                    self._on_end()
-                except Exception:  # noqa: BLE001 - a claim left behind expires by its TTL
-                    logger.exception("could not release what the run held")
             # Anyone who resumed or cancelled did so before the run ended (both need an active
             # run), so reading the record now finds the listener the terminal frame belongs to.
             self._poll()
         self._pump()
 
     def _log(self, frame: _Frame, seq: int, data: str, terminal: bool) -> bool:
-        """Append to the log; ``False`` when the frame must not be posted (another party ended the run)."""
-        if self.stats.log_failed and not terminal:
-            return True
+        """Append to the log; ``False`` when the frame must not be posted.
+
+        Nothing is ever posted that is not in the log: a client that saw a frame can always get it
+        again, and whoever ends a run after a failure (the lease reaper) numbers its terminal frame
+        after everything a client may have seen.
+        """
         finish = None
         if terminal:
             finish = terminal_finish(frame, expect_status=frozenset({"running"}), log_ttl_s=self._log_ttl_s)
-        try:
-            written = self._store.append_frame(self.run.run_id, seq, data, self._frame_expiry, finish=finish)
-        except Exception:  # noqa: BLE001 - the live stream must go on; the lease ends the record later
-            logger.exception("could not log a frame; the run continues without its log", extra={"seq": seq})
+        written = self._append(seq, data, finish)
+        if written is None:
+            # The store keeps failing: stop the run here; its lease runs out and whoever looks at
+            # it next ends it with a terminal frame after the last logged one.
+            logger.error("the frame log cannot be written; the run stops", extra={"seq": seq})
             self.stats.log_failed = True
-            return True
-        if not written and not terminal and self._already_logged(seq, data):
-            # A retried write whose first attempt had landed: the frame is ours.
+            return self._stop_here()
+        if not written and self._already_logged(seq, data):
+            # A resent write whose first attempt had landed (its answer was lost): the frame is ours.
             written = True
         if not written:
             # The seq was taken or the run had already ended: someone else ended this run (its
             # lease ran out). Posting more would put frames after its terminal one.
             logger.warning("run ended elsewhere; this executor stops", extra={"seq": seq})
             self.stats.superseded = True
-            self._ended = True
-            self.cancel_signal.set()
-            self.stats.frames_dropped += 1
-            return False
+            return self._stop_here()
         self._logged_seq = seq
         self.stats.frames_logged += 1
         if terminal:
             self.stats.finished = True
         return True
+
+    def _append(self, seq: int, data: str, finish: RunFinish | None) -> bool | None:
+        """``append_frame`` with a few retries; ``None`` when the store kept failing."""
+        pause = _LOG_RETRY_FIRST_S
+        for attempt in range(1, _LOG_ATTEMPTS + 1):
+            try:
+                return self._store.append_frame(self.run.run_id, seq, data, self._frame_expiry, finish=finish)
+            except Exception:  # noqa: BLE001 - retried, then the run stops (see _log)
+                logger.exception("could not log a frame", extra={"seq": seq, "attempt": attempt})
+            if attempt < _LOG_ATTEMPTS:
+                time.sleep(pause)
+                pause *= 4
+        return None
+
+    def _stop_here(self) -> bool:
+        self._ended = True
+        self.cancel_signal.set()
+        self.stats.frames_dropped += 1
+        return False
 
     def _listener_closed(self) -> bool:
         try:
@@ -366,6 +391,14 @@ class RunSender:
         except Exception:  # noqa: BLE001 - unknown: the next post will tell
             logger.exception("could not read the listener's connection record")
             return False
+
+    def _end_claims(self) -> None:
+        if self._before_end is None:
+            return
+        try:
+            self._before_end()
+        except Exception:  # noqa: BLE001 - a claim left behind expires by its TTL
+            logger.exception("could not release what the run held")
 
     def _already_logged(self, seq: int, data: str) -> bool:
         try:
@@ -411,9 +444,12 @@ class RunSender:
             self.cancel_reason = reason
             self.cancel_signal.set()
         try:
-            # Only if it is still ours: a resume may already have attached another connection.
+            # Only if nobody attached since (a resume, even from this same connection, gets a new
+            # listener_id): a late detach must not undo it.
             self._store.update_run(
-                self.run.run_id, {"connection_id": None, "endpoint": None}, expect={"connection_id": listener}
+                self.run.run_id,
+                {"connection_id": None, "endpoint": None, "listener_id": None},
+                expect={"listener_id": self._listener_id},
             )
         except Exception:  # noqa: BLE001 - the next poll corrects our view either way
             logger.exception("could not detach the listener in the store")
@@ -442,12 +478,16 @@ class RunSender:
             logger.info("cancel requested")
             self.cancel_reason = "cancel requested"
             self.cancel_signal.set()
-        if run.connection_id is not None and run.connection_id != self._listener:
+        if run.connection_id is not None and run.listener_id != self._listener_id:
             # The new listener's resume replayed the log as it stood after its attach, which is
             # after our previous poll: everything logged before that poll reached it, so start
             # just after (some frames may arrive twice; clients drop a seq they have seen).
             logger.info("listener changed", extra={"listener": run.connection_id})
-            self._listener, self._endpoint = run.connection_id, run.endpoint
+            self._listener, self._listener_id, self._endpoint = (
+                run.connection_id,
+                run.listener_id,
+                run.endpoint,
+            )
             self.stats.reposted += max(0, self._next_post - (self._seen_by_poll + 1))
             self._next_post = self._seen_by_poll + 1
             self._pump()

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Literal
 from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
 from selador.protocol import (
+    MAX_REQUEST_ID_CHARS,
+    MAX_RUN_TOKEN_CHARS,
     TERMINAL_TYPES,
     ErrorFrame,
     QueryRequest,
@@ -35,6 +37,7 @@ from selador.runs.model import (
     MAX_INVOCATION_S,
     active_key,
     lease_expired,
+    new_listener_id,
     new_run_id,
     new_run_token,
     run_name,
@@ -57,6 +60,8 @@ ACCEPTED_TEXT = "Processing your query..."
 STARTED_LATE_TEXT = "The query could not be started; please try again"
 STOPPED_TEXT = "The query stopped unexpectedly; please try again"
 READ_BATCH = 100
+PENDING_GRACE_S = 5.0
+"""A run still pending this long after it was accepted is cancelled where it stands."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class Runs:
             principal=principal,
             connection_id=connection_id,
             endpoint=endpoint,
+            listener_id=new_listener_id() if connection_id else None,
             on_disconnect=request.on_disconnect,
         )
         # Everything that needs no store is built above: under load the writes below wait their
@@ -238,10 +244,13 @@ class Runs:
             stamped, expect_status=expect_status, log_ttl_s=self.settings.run_log_ttl_seconds
         )
         data = fit_frame(stamped)
-        if not self.store.append_frame(run.run_id, last + 1, data, self.frame_expiry(run), finish=finish):
-            return False
+        # Released only if this call ends the run (else the run may still be running and hold
+        # them); in one transaction with the end where the store can, so nobody sees the end first.
+        with self.store.grouped():
+            if not self.store.append_frame(run.run_id, last + 1, data, self.frame_expiry(run), finish=finish):
+                return False
+            self._release(run.claims)
         logger.info("run ended here", extra={"run_id": run.run_id, "status": finish.changes["status"]})
-        self._release(run.claims)
         current = self.store.get_run(run.run_id)
         if current is not None and current.connection_id:
             self.post(current.connection_id, current.endpoint or "", data)
@@ -283,6 +292,8 @@ class Runs:
         Returns:
             The run, with an expired lease already dealt with.
         """
+        if len(request_id) > MAX_REQUEST_ID_CHARS or (token and len(token) > MAX_RUN_TOKEN_CHARS):
+            return None  # no run has such an id or token (and a store key cannot be that long)
         run = None
         if token:
             run_id = token_run_id(token)
@@ -346,7 +357,7 @@ class Runs:
         if run.active:
             attached = self.store.update_run(
                 run.run_id,
-                {"connection_id": connection_id, "endpoint": endpoint},
+                {"connection_id": connection_id, "endpoint": endpoint, "listener_id": new_listener_id()},
                 expect_status=RUN_ACTIVE_STATUSES,
             )
             logger.info("run resumed", extra={"run_id": run.run_id, "attached": attached is not None})
@@ -385,14 +396,19 @@ class Runs:
         if not run.active:
             return "not_running"
         changes: dict[str, object] = {"cancel_requested": True}
-        if connection_id is not None:
-            changes.update(connection_id=connection_id, endpoint=endpoint)
+        if connection_id is not None and connection_id != run.connection_id:
+            # The listener already (the usual Stop button) needs no new attach, which would make
+            # the sender send it everything since its last poll again.
+            changes.update(connection_id=connection_id, endpoint=endpoint, listener_id=new_listener_id())
         updated = self.store.update_run(run.run_id, changes, expect_status=RUN_ACTIVE_STATUSES)
         if updated is None:
             current = self.store.get_run(run.run_id)
             return "unknown_run" if current is None else "not_running"
         logger.info("cancel requested", extra={"run_id": run.run_id, "status": updated.status})
-        if updated.status == "pending":
+        if updated.status == "pending" and time.time() - updated.created_at > PENDING_GRACE_S:
+            # Its executor should have started by now and may never: end it here. A younger
+            # pending run is left to its executor, which is about to start and sees the request
+            # (ending it here could post its end before the route has posted its accepted frame).
             self.finish(updated, cancelled_frame(), expect_status=frozenset({"pending"}))
         return "cancelling"
 

@@ -24,6 +24,7 @@ RUN_MUTABLE_FIELDS = frozenset(
         "expires_at",
         "connection_id",
         "endpoint",
+        "listener_id",
         "cancel_requested",
         "frames",
         "ended_at",
@@ -143,6 +144,8 @@ class RunRecord:
             whoever holds its token).
         connection_id: The WebSocket connection the run's live frames go to, or ``None``.
         endpoint: That connection's management endpoint.
+        listener_id: New at every attach (``resume``, ``cancel``), so an attach can be told from
+            an earlier one of the same connection (a detach must not undo a newer attach).
         cancel_requested: A client asked to stop the run; its executor ends it.
         on_disconnect: ``continue`` or ``cancel``: what a vanished listener does to the run.
         frames: How many frames the log holds, set when the run ends.
@@ -162,6 +165,7 @@ class RunRecord:
     principal: str | None = None
     connection_id: str | None = None
     endpoint: str | None = None
+    listener_id: str | None = None
     cancel_requested: bool = False
     on_disconnect: str = "continue"
     frames: int = 0

@@ -212,9 +212,14 @@ class DynamoDbStore(DynamoRunsMixin, Store):
                 ExpressionAttributeValues={":now": _number(now)},
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+            if not _is_conditional_failure(exc):
+                raise
+            # botocore resends a put whose answer was lost; the resend then fails its own
+            # condition. The claim is ours if it carries our (fresh, unique) owner token.
+            item = self._client.get_item(
+                TableName=self.table_name, Key={"pk": {"S": _CLAIM + key}}, ConsistentRead=True
+            ).get("Item")
+            return owner if item and item.get("owner", {}).get("S") == owner else None
         return owner
 
     def release(self, key: str, owner: str) -> bool:

@@ -27,6 +27,7 @@ _RUN_KINDS: dict[str, str] = {
     "principal": "S",
     "connection_id": "S",
     "endpoint": "S",
+    "listener_id": "S",
     "cancel_requested": "BOOL",
     "on_disconnect": "S",
     "frames": "N",

@@ -170,7 +170,9 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
                 runs.finish(run, cancelled_frame(), expect_status=_PENDING)
                 return OK
             deps.store.update_run(
-                run.run_id, {"connection_id": None, "endpoint": None}, expect={"connection_id": connection_id}
+                run.run_id,
+                {"connection_id": None, "endpoint": None, "listener_id": None},
+                expect={"listener_id": run.listener_id},
             )
         if deps.settings.run_mode == "async":
             if not launch(deps, run.run_id, request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -334,7 +335,7 @@ def test_a_new_listener_gets_everything_since_the_last_poll_then_the_live_frames
         sender.send(StatusFrame(message=f"before {i}"))
     assert wait_for(lambda: len(net.frames("c1")) == 5)
     # What resume does: attach, then read the log.
-    store.update_run(run.run_id, {"connection_id": "c2", "endpoint": "https://mgmt"})
+    store.update_run(run.run_id, {"connection_id": "c2", "endpoint": "https://mgmt", "listener_id": "l-2"})
     replayed = {seq for seq, _ in store.read_frames(run.run_id, 0, 100)}
     for i in range(5):
         sender.send(StatusFrame(message=f"after {i}"))
@@ -355,7 +356,8 @@ def test_a_cancel_just_before_the_end_still_brings_the_terminal_frame_to_the_can
     sender.send(StatusFrame(message="a"))
     assert wait_for(lambda: len(net.frames("c1")) == 1)
     store.update_run(
-        run.run_id, {"cancel_requested": True, "connection_id": "c9", "endpoint": "https://mgmt"}
+        run.run_id,
+        {"cancel_requested": True, "connection_id": "c9", "endpoint": "https://mgmt", "listener_id": "l-9"},
     )
     sender.send(result())
     sender.close()
@@ -383,7 +385,9 @@ def test_a_run_ended_elsewhere_stops_this_sender(store: SqliteStore) -> None:
     assert [json.loads(d)["type"] for d in logged(store, run)] == ["status", "error"]
 
 
-def test_a_log_that_cannot_be_written_does_not_stop_the_live_stream(store: SqliteStore) -> None:
+def test_nothing_is_posted_that_the_log_does_not_hold(store: SqliteStore) -> None:
+    """A store that keeps failing stops the run (its lease reaper ends it after the last logged seq)."""
+
     class Broken(SqliteStore):
         def append_frame(self, *args: object, **kwargs: object) -> bool:
             raise OSError("disk full")
@@ -394,7 +398,29 @@ def test_a_log_that_cannot_be_written_does_not_stop_the_live_stream(store: Sqlit
     sender.send(StatusFrame(message="a"))
     sender.send(result())
     stats = sender.close()
-    assert stats.log_failed and [f["type"] for f in net.frames("c1")] == ["status", "result"]
+    assert stats.log_failed and sender.cancel_signal.is_set()
+    assert net.frames("c1") == []
+
+
+def test_a_log_write_that_fails_once_is_retried_and_the_log_stays_whole(store: SqliteStore) -> None:
+    class Flaky(SqliteStore):
+        failures = 1
+
+        def append_frame(self, *args: object, **kwargs: object) -> bool:
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return super().append_frame(*args, **kwargs)  # type: ignore[arg-type]
+
+    flaky = Flaky(":memory:")
+    net, run = Net(), new_run(flaky)
+    sender = make_sender(flaky, net, run)
+    sender.send(StatusFrame(message="a"))
+    sender.send(StatusFrame(message="b"))
+    sender.send(result())
+    stats = sender.close()
+    assert not stats.log_failed and [f["seq"] for f in net.frames("c1")] == [1, 2, 3]
+    assert logged(flaky, run) == net.received["c1"]
 
 
 # -- frame size -----------------------------------------------------------------------------------------
