@@ -158,11 +158,9 @@ def parse_query(payload: object) -> QueryRequest:
     Raises:
         ProtocolError: naming each offending field and its rule.
     """
-    if not isinstance(payload, dict):
-        raise ProtocolError(f"message must be a JSON object, not {_json_kind(payload)}")
-    request_id = payload.get("request_id")
-    safe_id = request_id if isinstance(request_id, str) and _is_safe_id(request_id) else None
-    _require_strings(payload, ("question", "context", "query_type", "request_id", "on_disconnect"), safe_id)
+    payload, safe_id = _object_with_strings(
+        payload, ("question", "context", "query_type", "request_id", "on_disconnect")
+    )
     try:
         return QueryRequest.model_validate(payload)
     except ValidationError as exc:
@@ -181,11 +179,7 @@ def parse_run_command(payload: object) -> RunCommand:
     Raises:
         ProtocolError: naming each offending field and its rule.
     """
-    if not isinstance(payload, dict):
-        raise ProtocolError(f"message must be a JSON object, not {_json_kind(payload)}")
-    request_id = payload.get("request_id")
-    safe_id = request_id if isinstance(request_id, str) and _is_safe_id(request_id) else None
-    _require_strings(payload, ("request_id", "run_token"), safe_id)
+    payload, safe_id = _object_with_strings(payload, ("request_id", "run_token"))
     after_seq = payload.get("after_seq")
     if after_seq is not None and (isinstance(after_seq, bool) or not isinstance(after_seq, int)):
         raise ProtocolError(f"after_seq: must be a whole number, not {_json_kind(after_seq)}", safe_id)
@@ -195,13 +189,23 @@ def parse_run_command(payload: object) -> RunCommand:
         raise ProtocolError(_describe(exc), safe_id) from None
 
 
-def _require_strings(payload: dict[str, Any], names: tuple[str, ...], safe_id: str | None) -> None:
+def _object_with_strings(payload: object, names: tuple[str, ...]) -> tuple[dict[str, Any], str | None]:
+    """Check the message is an object whose named fields, when present, are strings.
+
+    Returns:
+        The object and its ``request_id`` when that is safe to echo in an error frame.
+    """
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"message must be a JSON object, not {_json_kind(payload)}")
+    request_id = payload.get("request_id")
+    safe_id = request_id if isinstance(request_id, str) and _is_safe_id(request_id) else None
     for name in names:
         value = payload.get(name)
         # Reject non-strings outright: pydantic would coerce nothing here, but a number or list as
         # question must read "must be a string", not a pydantic type dump.
         if value is not None and not isinstance(value, str):
             raise ProtocolError(f"{name}: must be a string, not {_json_kind(value)}", safe_id)
+    return payload, safe_id
 
 
 def _is_safe_id(value: str) -> bool:
