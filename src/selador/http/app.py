@@ -39,7 +39,8 @@ from selador.protocol import (
     parse_query,
 )
 from selador.runs.executor import launch
-from selador.runs.service import STARTED_LATE_TEXT, Refused, Runs, Started
+from selador.runs.model import Refused, Started
+from selador.runs.service import STARTED_LATE_TEXT, Runs
 from selador.settings import Settings
 from selador.store.base import RunRecord
 

@@ -8,8 +8,9 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from selador.protocol import ErrorFrame, ResultFrame, _Frame
+from selador.protocol import TERMINAL_TYPES, ErrorFrame, ResultData, ResultFrame, _Frame
 from selador.store.base import RUN_ACTIVE_STATUSES, RunFinish, RunRecord
 
 MAX_INVOCATION_S = 900
@@ -121,3 +122,58 @@ def terminal_finish(
             "result": json.dumps(result, ensure_ascii=False, separators=(",", ":")),
         },
     )
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A query that was not started.
+
+    Attributes:
+        code: ``duplicate_request`` or ``rate_limited``.
+        message: Safe to show the client.
+        retry_after: Seconds until a limit may admit a query again, when known.
+    """
+
+    code: str
+    message: str
+    retry_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """A query that became a run.
+
+    Attributes:
+        run: The ``pending`` run record.
+        token: The run token (only its digest is stored).
+        accepted: The ``accepted`` frame (seq 1) as logged, to post to the client.
+    """
+
+    run: RunRecord
+    token: str
+    accepted: str
+
+
+def cancelled_frame(data: ResultData | None = None) -> ResultFrame:
+    """The terminal frame of a run cancelled before it produced anything."""
+    return ResultFrame(
+        data=data
+        or ResultData(
+            success=False,
+            content="",
+            agent="",
+            query_type="",
+            tools_available=0,
+            tools_used=0,
+            stop_reason="cancelled",
+        )
+    )
+
+
+def is_terminal(data: str) -> bool:
+    """Whether a logged frame's JSON is a terminal frame (``result`` or ``error``)."""
+    try:
+        kind = json.loads(data).get("type")
+    except (ValueError, AttributeError):
+        return False
+    return kind in TERMINAL_TYPES

@@ -14,10 +14,9 @@ Foreign and missing runs look the same to a caller: ``lookup`` answers ``None`` 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from selador.limits import LimitExceeded, Limits
@@ -25,17 +24,20 @@ from selador.observability import logger
 from selador.protocol import (
     MAX_REQUEST_ID_CHARS,
     MAX_RUN_TOKEN_CHARS,
-    TERMINAL_TYPES,
     ErrorFrame,
     QueryRequest,
-    ResultData,
     ResultFrame,
     StatusFrame,
 )
+from selador.runs.frames import fit_frame
 from selador.runs.model import (
     LEASE_MARGIN_S,
     MAX_INVOCATION_S,
+    Refused,
+    Started,
     active_key,
+    cancelled_frame,
+    is_terminal,
     lease_expired,
     new_listener_id,
     new_run_id,
@@ -45,7 +47,6 @@ from selador.runs.model import (
     token_matches,
     token_run_id,
 )
-from selador.runs.sender import fit_frame
 from selador.store.base import RUN_ACTIVE_STATUSES, RunRecord
 from selador.websocket.management import ConnectionGone, PostFailed
 
@@ -62,36 +63,6 @@ STOPPED_TEXT = "The query stopped unexpectedly; please try again"
 READ_BATCH = 100
 PENDING_GRACE_S = 5.0
 """A run still pending this long after it was accepted is cancelled where it stands."""
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A query that was not started.
-
-    Attributes:
-        code: ``duplicate_request`` or ``rate_limited``.
-        message: Safe to show the client.
-        retry_after: Seconds until a limit may admit a query again, when known.
-    """
-
-    code: str
-    message: str
-    retry_after: int | None = None
-
-
-@dataclass(frozen=True)
-class Started:
-    """A query that became a run.
-
-    Attributes:
-        run: The ``pending`` run record.
-        token: The run token (only its digest is stored).
-        accepted: The ``accepted`` frame (seq 1) as logged, to post to the client.
-    """
-
-    run: RunRecord
-    token: str
-    accepted: str
 
 
 CancelOutcome = Literal["cancelling", "unknown_run", "not_running"]
@@ -317,7 +288,7 @@ class Runs:
             batch = self.store.read_frames(run_id, after_seq, READ_BATCH)
             for seq, data in batch:
                 yield seq, data
-                if _is_terminal(data):
+                if is_terminal(data):
                     return
             if len(batch) < READ_BATCH:
                 return
@@ -447,27 +418,3 @@ class Runs:
             logger.warning("frame not delivered", extra={"reason": str(exc)})
             return "failed"
         return "delivered"
-
-
-def cancelled_frame(data: ResultData | None = None) -> ResultFrame:
-    """The terminal frame of a run cancelled before it produced anything."""
-    return ResultFrame(
-        data=data
-        or ResultData(
-            success=False,
-            content="",
-            agent="",
-            query_type="",
-            tools_available=0,
-            tools_used=0,
-            stop_reason="cancelled",
-        )
-    )
-
-
-def _is_terminal(data: str) -> bool:
-    try:
-        kind = json.loads(data).get("type")
-    except (ValueError, AttributeError):
-        return False
-    return kind in TERMINAL_TYPES

@@ -1,92 +1,39 @@
-"""SQLite connection store for local runs and the fallback when no DynamoDB table is configured."""
+"""SQLite connection store for local runs and the fallback when no DynamoDB table is configured.
+
+Module layout: this module holds :class:`SqliteStore` with the connection, WAL, the locks,
+:meth:`~SqliteStore.grouped` and the connection, claim and counter methods; the run and frame-log
+methods come from :class:`~selador.store.sqlite_runs.SqliteRunsMixin`, the tables and the connection
+record's JSON from :mod:`selador.store.sqlite_schema`. Callers import everything from this module,
+which re-exports the record helpers.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX (Windows): SQLite's own busy handling only
     fcntl = None  # type: ignore[assignment]
 
-from selador.store.base import ConnectionRecord, RunFinish, RunRecord, Store
-from selador.store.runs import (
-    check_changes,
-    check_expect,
-    new_owner,
-    run_from_json,
-    run_matches,
-    run_to_json,
+from selador.store.base import ConnectionRecord, Store
+from selador.store.runs import new_owner
+from selador.store.sqlite_runs import SqliteRunsMixin, _Append
+from selador.store.sqlite_schema import (
+    _COUNTER_PREFIX,
+    _EXPIRING_TABLES,
+    _SCHEMA,
+    record_from_json,
+    record_to_json,
 )
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS connections (
-        id TEXT PRIMARY KEY,
-        data TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS connections_expires_at ON connections (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS kv (
-        key TEXT PRIMARY KEY,
-        value INTEGER NOT NULL,
-        expires_at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS claims (
-        key TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS claims_expires_at ON claims (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS runs (
-        run_id TEXT PRIMARY KEY,
-        data TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS runs_expires_at ON runs (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS run_names (
-        name TEXT PRIMARY KEY,
-        run_id TEXT NOT NULL,
-        expires_at REAL NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS run_names_expires_at ON run_names (expires_at)",
-    """
-    CREATE TABLE IF NOT EXISTS run_frames (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        data TEXT NOT NULL,
-        expires_at REAL NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    ) WITHOUT ROWID
-    """,
-    "CREATE INDEX IF NOT EXISTS run_frames_expires_at ON run_frames (expires_at)",
-)
-_EXPIRING_TABLES = ("connections", "kv", "claims", "runs", "run_names", "run_frames")
-
-# Counters live in the kv table under this prefix (the DynamoDB store's ``ctr#`` partition keys);
-# claims have a table of their own because they carry an owner token.
-_COUNTER_PREFIX = "ctr#"
-
-_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ConnectionRecord))
+__all__ = ["SqliteStore", "record_from_json", "record_to_json"]
 
 
 def _expiry(now: float, ttl_seconds: int) -> int:
@@ -96,38 +43,7 @@ def _expiry(now: float, ttl_seconds: int) -> int:
     return math.ceil(now + ttl_seconds)
 
 
-def record_to_json(record: ConnectionRecord) -> str:
-    """Serialise a record to the JSON stored in the ``connections`` table.
-
-    Args:
-        record: The record.
-
-    Returns:
-        A JSON object with one member per :class:`ConnectionRecord` field.
-    """
-    return json.dumps(dataclasses.asdict(record), ensure_ascii=False, separators=(",", ":"))
-
-
-def record_from_json(text: str) -> ConnectionRecord:
-    """Parse JSON written by :func:`record_to_json`.
-
-    Members the running code does not know are dropped, so a file written by a newer version (sharing
-    the file with an older local gateway) still reads.
-
-    Args:
-        text: The stored JSON.
-
-    Returns:
-        The record.
-    """
-    data: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in _RECORD_FIELDS}
-    data["connected_at"] = float(data["connected_at"])
-    data["expires_at"] = int(data["expires_at"])
-    data["attributes"] = {str(k): str(v) for k, v in (data.get("attributes") or {}).items()}
-    return ConnectionRecord(**data)
-
-
-class SqliteStore(Store):
+class SqliteStore(SqliteRunsMixin, Store):
     """A :class:`~selador.store.base.Store` in one SQLite file (or ``:memory:``).
 
     One connection is shared by all threads behind a lock (the local gateway runs invocations in
@@ -444,219 +360,12 @@ class SqliteStore(Store):
             ).fetchall()
         return int(rows[0][0])
 
-    # -- runs ------------------------------------------------------------------------------------
-
-    def create_run(self, run: RunRecord, *, name: str | None = None) -> None:
-        """Store a new run and, when ``name`` is given, point that name at it.
-
-        Args:
-            run: The record.
-            name: A name :meth:`find_run` resolves to this run until the record expires.
-        """
-        with self._writing(transaction=True):
-            self._conn.execute(
-                "INSERT INTO runs (run_id, data, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
-                (run.run_id, run_to_json(run), run.expires_at),
-            )
-            if name is not None:
-                self._conn.execute(
-                    "INSERT INTO run_names (name, run_id, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id, "
-                    "expires_at = excluded.expires_at",
-                    (name, run.run_id, run.expires_at),
-                )
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        """The run, or ``None`` when absent or expired.
-
-        Args:
-            run_id: The run.
-        """
-        with self._lock:
-            return self._get_run_locked(run_id)
-
-    def _get_run_locked(self, run_id: str) -> RunRecord | None:
-        row = self._conn.execute(
-            "SELECT data FROM runs WHERE run_id = ? AND expires_at > ?", (run_id, self._now())
-        ).fetchone()
-        return None if row is None else run_from_json(row[0])
-
-    def find_run(self, name: str) -> RunRecord | None:
-        """The run last created under ``name``, or ``None``.
-
-        Args:
-            name: The name given to :meth:`create_run`.
-        """
-        now = self._now()
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT r.data FROM run_names n JOIN runs r ON r.run_id = n.run_id "
-                "WHERE n.name = ? AND n.expires_at > ? AND r.expires_at > ?",
-                (name, now, now),
-            ).fetchone()
-        return None if row is None else run_from_json(row[0])
-
-    def update_run(
-        self,
-        run_id: str,
-        changes: Mapping[str, object],
-        *,
-        expect_status: Collection[str] | None = None,
-        expect: Mapping[str, object] | None = None,
-    ) -> RunRecord | None:
-        """Change a run atomically when it exists, is unexpired and meets the conditions.
-
-        Args:
-            run_id: The run.
-            changes: Fields to set.
-            expect_status: Statuses the run must be in.
-            expect: Fields that must hold exactly these values.
-
-        Returns:
-            The record after the change, or ``None`` when nothing changed.
-        """
-        check_changes(changes)
-        check_expect(expect)
-        with self._writing(transaction=True):
-            return self._update_run_locked(run_id, changes, expect_status, expect)
-
-    def _update_run_locked(
-        self,
-        run_id: str,
-        changes: Mapping[str, object],
-        expect_status: Collection[str] | None,
-        expect: Mapping[str, object] | None,
-    ) -> RunRecord | None:
-        current = self._get_run_locked(run_id)
-        if current is None or not run_matches(current, expect_status, expect):
-            return None
-        updated = dataclasses.replace(current, **changes)  # type: ignore[arg-type]  # names checked above
-        self._conn.execute(
-            "UPDATE runs SET data = ?, expires_at = ? WHERE run_id = ?",
-            (run_to_json(updated), updated.expires_at, run_id),
-        )
-        return updated
-
-    def append_frame(
-        self, run_id: str, seq: int, data: str, expires_at: int, *, finish: RunFinish | None = None
-    ) -> bool:
-        """Log frame ``seq`` unless it is there already; with ``finish``, end the run in the same step.
-
-        Args:
-            run_id: The run.
-            seq: The frame's ``seq``.
-            data: Its JSON text.
-            expires_at: When the frame may be deleted.
-            finish: The change that ends the run, applied only if the run is in an expected status.
-
-        Returns:
-            ``True`` when written.
-        """
-        if finish is not None:
-            check_changes(finish.changes)
-            return self._append_and_finish(run_id, seq, data, expires_at, finish)
-        # Group commit: every run of a worker process appends through this one store. A thread
-        # queues its frame; whichever thread gets the store next writes everything queued in one
-        # transaction, so under load frames cost one wait for the file per batch, not per frame.
-        item = _Append(run_id, seq, data, expires_at)
-        if self._group_thread == threading.get_ident():
-            # Inside grouped(): this frame alone, in the group's transaction (others' frames must
-            # not ride on a transaction that may still roll back).
-            self._append_batch([item])
-        else:
-            with self._queue_lock:
-                self._appends.append(item)
-        with self._lock:
-            if item.written is None:
-                with self._queue_lock:
-                    batch, self._appends = self._appends, []
-                self._append_batch(batch)
-        if item.error is not None:
-            raise item.error
-        return bool(item.written)
-
-    def _append_batch(self, batch: list[_Append]) -> None:
-        try:
-            with self._writing(transaction=True):
-                for item in batch:
-                    item.written = bool(
-                        self._conn.execute(
-                            "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
-                            (item.run_id, item.seq, item.data, item.expires_at),
-                        ).fetchall()
-                    )
-        except Exception as exc:  # noqa: BLE001 - handed to every caller in the batch, raised there
-            for item in batch:
-                item.written, item.error = False, exc
-
-    def _append_and_finish(
-        self, run_id: str, seq: int, data: str, expires_at: int, finish: RunFinish
-    ) -> bool:
-        try:
-            with self._writing(transaction=True):
-                inserted = self._conn.execute(
-                    "INSERT INTO run_frames (run_id, seq, data, expires_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (run_id, seq) DO NOTHING RETURNING 1",
-                    (run_id, seq, data, expires_at),
-                ).fetchall()
-                if not inserted:
-                    return False
-                if self._update_run_locked(run_id, finish.changes, finish.expect_status, None) is None:
-                    raise _Rollback  # leaving by exception rolls the frame back too
-        except _Rollback:
-            return False
-        return True
-
-    def read_frames(self, run_id: str, after_seq: int = 0, limit: int = 100) -> list[tuple[int, str]]:
-        """Logged frames after ``after_seq``, in order, up to the first gap.
-
-        Args:
-            run_id: The run.
-            after_seq: Only frames after this one.
-            limit: At most this many.
-
-        Returns:
-            ``(seq, data)`` pairs with contiguous seqs from ``after_seq + 1``.
-        """
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, data FROM run_frames WHERE run_id = ? AND seq > ? AND expires_at > ? "
-                "ORDER BY seq LIMIT ?",
-                (run_id, after_seq, self._now(), limit),
-            ).fetchall()
-        frames: list[tuple[int, str]] = []
-        expected = after_seq + 1
-        for seq, data in rows:
-            if seq != expected:
-                break
-            frames.append((int(seq), str(data)))
-            expected += 1
-        return frames
-
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     """Whether SQLite refused because another connection holds a lock (any ``SQLITE_BUSY_*``)."""
     code = getattr(exc, "sqlite_errorcode", None)
     # The low byte is the primary result code; extended codes (BUSY_RECOVERY…) share it.
     return isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
-
-
-@dataclasses.dataclass
-class _Append:
-    """A frame waiting to be written by whichever thread gets the store next."""
-
-    run_id: str
-    seq: int
-    data: str
-    expires_at: int
-    written: bool | None = None
-    error: Exception | None = None
-
-
-class _Rollback(Exception):
-    """Raised inside a transaction to undo it without an error."""
 
 
 class _ImmediateTransaction:

@@ -30,8 +30,9 @@ from selador.protocol import (
     parse_run_command,
 )
 from selador.runs.executor import execute, launch
+from selador.runs.model import Refused, cancelled_frame
 from selador.runs.sender import INTERNAL_ERROR_TEXT
-from selador.runs.service import STARTED_LATE_TEXT, Refused, Runs, cancelled_frame
+from selador.runs.service import STARTED_LATE_TEXT, Runs
 from selador.store.base import ConnectionRecord, RunRecord
 from selador.websocket.management import ConnectionGone, PostFailed, resolve_endpoint
 

@@ -11,7 +11,8 @@ import pytest
 from selador.deps import Dependencies
 from selador.protocol import QueryRequest, ResultData, ResultFrame
 from selador.runs.executor import execute
-from selador.runs.service import Runs, Started
+from selador.runs.model import Started
+from selador.runs.service import Runs
 from selador.settings import Settings
 from selador.store.sqlite import SqliteStore
 

@@ -134,7 +134,8 @@ def test_review_a_retried_take_of_the_run_still_executes_it(
     from selador.deps import Dependencies
     from selador.protocol import QueryRequest
     from selador.runs.executor import execute
-    from selador.runs.service import Runs, Started
+    from selador.runs.model import Started
+    from selador.runs.service import Runs
     from selador.settings import Settings
 
     def agent(request: Any, sink: Any, **_: Any) -> None:

@@ -23,7 +23,8 @@ import selador.agents.orchestrator as orchestrator
 from selador.deps import Dependencies
 from selador.protocol import QueryRequest, ResultData, ResultFrame, StatusFrame
 from selador.runs.executor import execute
-from selador.runs.service import Runs, Started
+from selador.runs.model import Started
+from selador.runs.service import Runs
 from selador.settings import Settings
 from selador.store.sqlite import SqliteStore
 from selador.websocket.management import PostFailed

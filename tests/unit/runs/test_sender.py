@@ -20,8 +20,9 @@ from selador.protocol import (
     StatusFrame,
     parse_frame,
 )
+from selador.runs.frames import FRAME_BUDGET_BYTES, fit_frame
 from selador.runs.model import terminal_finish
-from selador.runs.sender import FRAME_BUDGET_BYTES, RunSender, fit_frame
+from selador.runs.sender import RunSender
 from selador.store.base import RunRecord
 from selador.store.sqlite import SqliteStore
 from selador.websocket.management import ConnectionGone, PostFailed

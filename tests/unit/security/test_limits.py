@@ -130,7 +130,8 @@ def test_an_asynchronous_job_releases_the_slot_its_route_claimed(context) -> Non
     from selador.limits import slot_key
     from selador.protocol import QueryRequest
     from selador.runs.jobs import run_job
-    from selador.runs.service import Runs, Started
+    from selador.runs.model import Started
+    from selador.runs.service import Runs
 
     from .conftest import recording_handler
 
