@@ -7,7 +7,7 @@ PORT ?= 3001
 HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
 
-.PHONY: install lint format typecheck test unit integration e2e serve bench fuzz soak check-template clean
+.PHONY: install lint format typecheck test unit integration e2e serve bench eval fuzz soak check-template clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ serve: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# Answer quality on tests/eval/questions.yaml (offline responder, bundled KB); writes eval/results.json.
+eval: install
+	$(BIN)/python -m eval
 
 fuzz: install
 	SELADOR_FUZZ_EXAMPLES=10000 SELADOR_FUZZ_SEED=random $(BIN)/pytest -q tests/unit/test_fuzz.py -p no:randomly --timeout 900 --hypothesis-show-statistics
