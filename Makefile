@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 PORT ?= 3001
 HOST ?= 127.0.0.1
 PYTEST_ARGS ?=
+# More `selador serve` flags, e.g. make serve SERVE_ARGS="--env MODEL_PROVIDER=ollama --env OLLAMA_MODEL=qwen2.5:7b-instruct"
+SERVE_ARGS ?=
 
 .PHONY: install lint format typecheck test unit integration e2e serve bench eval fuzz soak check-template clean
 
@@ -42,7 +44,7 @@ e2e: install
 	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 serve: install
-	$(BIN)/selador serve --host $(HOST) --port $(PORT)
+	$(BIN)/selador serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

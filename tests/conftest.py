@@ -23,6 +23,9 @@ _ENV_PREFIXES = (
     "SQLITE_PATH",
     "AGENT_",
     "POST_MAX_ATTEMPTS",
+    "RUN_",
+    "OLLAMA_",
+    "OPENAI_",
 )
 
 

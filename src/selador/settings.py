@@ -23,12 +23,21 @@ class Settings(BaseSettings):
     """Every knob of the backend, each read from the environment variable of the same name.
 
     Attributes:
-        model_provider: ``local`` (offline responder) or ``bedrock``. Defaults to ``bedrock`` when
-            ``MODEL_ARN`` or ``MODEL_ID`` is set, else ``local``.
+        model_provider: ``local`` (offline responder), ``bedrock``, ``ollama`` (an Ollama server) or
+            ``openai`` (any OpenAI-compatible server: llama.cpp's ``llama-server``, vLLM, LM Studio).
+            Defaults to ``bedrock`` when ``MODEL_ARN`` or ``MODEL_ID`` is set, else ``local``.
+            ``ollama`` and ``openai`` need the optional extra of the same name, never deployed.
         model_arn: Bedrock model or inference-profile ARN; wins over ``model_id``.
         model_id: Bedrock model id or inference-profile id.
-        model_max_tokens: Maximum tokens per model response (Bedrock).
-        model_max_attempts: Total Bedrock attempts on throttling before the run fails.
+        model_max_tokens: Maximum tokens per model response (Bedrock, Ollama, OpenAI-compatible).
+        model_max_attempts: Total model attempts on throttling before the run fails.
+        ollama_host: Ollama server URL (``ollama`` provider).
+        ollama_model: Ollama model name, for example ``qwen2.5:7b-instruct`` (required with
+            ``ollama``).
+        openai_base_url: Base URL of the OpenAI-compatible API, up to and including ``/v1``
+            (required with ``openai``).
+        openai_model: Model name the server knows (required with ``openai``).
+        openai_api_key: Bearer token for the server; empty when it needs none. Never logged.
         knowledge_base_id: Bedrock Knowledge Base id; empty means the bundled local knowledge base.
         knowledge_base_results: Passages returned per knowledge-base search.
         aws_region: Region for every AWS client.
@@ -73,11 +82,19 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
-    model_provider: Literal["local", "bedrock"] | None = None
+    model_provider: Literal["local", "bedrock", "ollama", "openai"] | None = None
     model_arn: str = ""
     model_id: str = ""
     model_max_tokens: int = Field(default=4096, ge=1, le=200_000)
     model_max_attempts: int = Field(default=3, ge=1, le=10)
+
+    # Optional local providers (extras `ollama` / `openai`); never set in the deployed template.
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_model: str = ""
+    openai_base_url: str = ""
+    openai_model: str = ""
+    # SecretStr: the key never appears in a repr, a validation error or a log line.
+    openai_api_key: SecretStr = SecretStr("")
 
     knowledge_base_id: str = ""
     knowledge_base_results: int = Field(default=5, ge=1, le=50)
@@ -133,6 +150,11 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("ollama_host", "ollama_model", "openai_base_url", "openai_model", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _auth_configured(self) -> Settings:
         # Fail at start, not at the first handshake: jwt mode with nothing to verify against would
@@ -159,10 +181,24 @@ class Settings(BaseSettings):
             object.__setattr__(self, "model_provider", provider)
         if self.model_provider == "bedrock" and not (self.model_arn or self.model_id):
             raise ValueError("MODEL_PROVIDER=bedrock needs MODEL_ARN or MODEL_ID")
+        if self.model_provider == "ollama":
+            if not self.ollama_model:
+                raise ValueError("MODEL_PROVIDER=ollama needs OLLAMA_MODEL (for example qwen2.5:7b-instruct)")
+            if not self.ollama_host:
+                raise ValueError("MODEL_PROVIDER=ollama needs OLLAMA_HOST (default http://127.0.0.1:11434)")
+        if self.model_provider == "openai":
+            if not self.openai_base_url:
+                raise ValueError(
+                    "MODEL_PROVIDER=openai needs OPENAI_BASE_URL (for example http://127.0.0.1:8080/v1)"
+                )
+            if not self.openai_base_url.startswith(("http://", "https://")):
+                raise ValueError("OPENAI_BASE_URL must start with http:// or https://")
+            if not self.openai_model:
+                raise ValueError("MODEL_PROVIDER=openai needs OPENAI_MODEL")
         return self
 
     @property
-    def provider(self) -> Literal["local", "bedrock"]:
+    def provider(self) -> Literal["local", "bedrock", "ollama", "openai"]:
         """The resolved model provider (never ``None`` after validation)."""
         return self.model_provider or "local"
 

@@ -123,6 +123,8 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
     The text is fixed per kind, never the exception's message (which may carry ARNs, account ids
     or request ids), except for :class:`KnowledgeBaseError`, whose message is safe by contract.
+    Bedrock's errors are told apart by their code; an Ollama or OpenAI-compatible server's by its
+    HTTP status, or as unreachable when it could not be connected to or went silent.
 
     Args:
         exc: What the run raised (wrapped exceptions are unwrapped through their causes).
@@ -130,6 +132,8 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
     Returns:
         The code and the sentence for the client.
     """
+    import sys
+
     from botocore.exceptions import (
         ClientError,
         ConnectTimeoutError,
@@ -137,6 +141,11 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
         ReadTimeoutError,
     )
 
+    from selador.agents.models import ModelProviderNotInstalledError
+
+    # The local providers' libraries are optional extras: one not imported cannot have raised.
+    httpx, ollama, openai = (sys.modules.get(name) for name in ("httpx", "ollama", "openai"))
+    unreachable = ("model_error", "The model service could not be reached; please try again")
     for cause in _causes(exc):
         if isinstance(cause, ModelThrottledException):
             return "throttled", "The model service is busy right now; please try again in a moment"
@@ -158,6 +167,33 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
                 return "model_error", "The configured model was not found"
             if code == "ValidationException":
                 return "model_error", "The model rejected the request"
+            return "model_error", "The model service returned an error"
+        if isinstance(cause, ModelProviderNotInstalledError):
+            return "model_error", "The configured model provider is not installed on this server"
+        status: int | None = None
+        if ollama is not None and isinstance(cause, ollama.ResponseError):
+            status = cause.status_code  # -1: an error line inside a streamed answer
+        elif openai is not None and isinstance(cause, openai.APIStatusError):
+            status = cause.status_code
+        elif openai is not None and isinstance(cause, openai.APIConnectionError):  # timeouts too
+            return unreachable
+        elif httpx is not None and isinstance(cause, httpx.TimeoutException | httpx.NetworkError):
+            return unreachable  # Ollama's streamed requests raise httpx's own errors
+        elif (openai is not None and isinstance(cause, openai.APIError)) or (
+            httpx is not None and isinstance(cause, httpx.HTTPError)
+        ):
+            return "model_error", "The model service returned an error"
+        if status is not None:
+            if status == 429:
+                return "throttled", "The model service is busy right now; please try again in a moment"
+            if status in (401, 403):
+                return "model_error", "This service is not allowed to use the configured model"
+            if status == 404:
+                return "model_error", "The configured model was not found"
+            if status in (400, 413, 422):
+                return "model_error", "The model rejected the request"
+            if status in (502, 503, 504):
+                return "model_error", "The model service is temporarily unavailable; please try again"
             return "model_error", "The model service returned an error"
     return "internal_error", "Something went wrong while answering; please try again"
 

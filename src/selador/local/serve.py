@@ -497,8 +497,17 @@ def _banner(
     settings = load_settings()
     if settings.provider == "local":
         model = "offline responder (MODEL_PROVIDER=local)"
+    elif settings.provider == "ollama":
+        model = f"Ollama {settings.ollama_model} at {settings.ollama_host}"
+    elif settings.provider == "openai":
+        model = f"OpenAI-compatible {settings.openai_model} at {settings.openai_base_url}"
     else:
         model = f"Bedrock {settings.bedrock_model_id}"
+    if settings.provider in ("ollama", "openai"):
+        from importlib.util import find_spec
+
+        if find_spec(settings.provider) is None:  # the client library is an optional extra
+            model += f' (not installed: pip install -e ".[{settings.provider}]")'
     if settings.knowledge_base_id:
         knowledge = f"Bedrock Knowledge Base {settings.knowledge_base_id}"
     else:

@@ -9,11 +9,18 @@ from botocore.stub import ANY, Stubber
 from strands import ModelRetryStrategy
 from strands.models import BedrockModel
 
-from selador.agents.models import build_model, build_retry_strategy, model_name
+from selador.agents.models import (
+    LOCAL_MODEL_CONNECT_TIMEOUT_S,
+    LOCAL_MODEL_READ_TIMEOUT_S,
+    OPENAI_NO_API_KEY,
+    build_model,
+    build_retry_strategy,
+    model_name,
+)
 from selador.agents.offline import OfflineResponder
 from selador.agents.orchestrator import Orchestrator
 from selador.protocol import DeltaFrame, ErrorFrame, MessageFrame, QueryRequest, ResultFrame, StatusFrame
-from selador.settings import Settings
+from selador.settings import Settings, SettingsError, load_settings
 from selador.sink import CollectingSink
 
 from .conftest import FakeKnowledgeBase
@@ -61,6 +68,120 @@ def test_model_arn_wins_over_model_id() -> None:
     model = build_model(Settings(model_id=MODEL_ID, model_arn=arn))
 
     assert model.get_config()["model_id"] == arn
+
+
+def test_ollama_provider_builds_an_ollama_model() -> None:
+    from strands.models.ollama import OllamaModel
+
+    model = build_model(
+        Settings(model_provider="ollama", ollama_model="qwen2.5:7b-instruct", model_max_tokens=1024)
+    )
+
+    assert isinstance(model, OllamaModel)
+    assert model.host == "http://127.0.0.1:11434"  # OLLAMA_HOST's default
+    assert model.get_config() == {"model_id": "qwen2.5:7b-instruct", "max_tokens": 1024}
+    timeout = model.client_args["timeout"]
+    assert (timeout.connect, timeout.read) == (LOCAL_MODEL_CONNECT_TIMEOUT_S, LOCAL_MODEL_READ_TIMEOUT_S)
+    assert model.client_args["limits"].max_keepalive_connections == 0
+    assert model_name(model) == "ollama:qwen2.5:7b-instruct"
+
+
+def test_openai_provider_builds_an_openai_model() -> None:
+    from strands.models.openai import OpenAIModel
+
+    settings = Settings(
+        model_provider="openai",
+        openai_base_url="http://127.0.0.1:8080/v1",
+        openai_model="qwen2.5-7b-instruct",
+        openai_api_key="sk-local-key",
+    )
+
+    model = build_model(settings)
+
+    assert isinstance(model, OpenAIModel)
+    assert model.get_config()["model_id"] == "qwen2.5-7b-instruct"
+    assert model.get_config()["params"] == {"max_tokens": 4096}
+    args = model.client_args
+    assert (args["base_url"], args["api_key"], args["max_retries"]) == (
+        "http://127.0.0.1:8080/v1",
+        "sk-local-key",
+        1,
+    )
+    assert (args["timeout"].connect, args["timeout"].read) == (
+        LOCAL_MODEL_CONNECT_TIMEOUT_S,
+        LOCAL_MODEL_READ_TIMEOUT_S,
+    )
+    assert model_name(model) == "openai:qwen2.5-7b-instruct"
+    assert "sk-local-key" not in repr(settings)
+
+
+def test_openai_without_a_key_uses_a_placeholder() -> None:
+    model = build_model(
+        Settings(model_provider="openai", openai_base_url="https://llm.example.test/v1", openai_model="m")
+    )
+
+    assert model.client_args["api_key"] == OPENAI_NO_API_KEY
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MODEL_PROVIDER": "ollama"}, "MODEL_PROVIDER=ollama needs OLLAMA_MODEL"),
+        (
+            {"MODEL_PROVIDER": "ollama", "OLLAMA_MODEL": "qwen2.5:7b", "OLLAMA_HOST": " "},
+            "MODEL_PROVIDER=ollama needs OLLAMA_HOST",
+        ),
+        ({"MODEL_PROVIDER": "openai", "OPENAI_MODEL": "m"}, "MODEL_PROVIDER=openai needs OPENAI_BASE_URL"),
+        (
+            {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": "http://127.0.0.1:8080/v1"},
+            "MODEL_PROVIDER=openai needs OPENAI_MODEL",
+        ),
+        (
+            {"MODEL_PROVIDER": "openai", "OPENAI_BASE_URL": "127.0.0.1:8080/v1", "OPENAI_MODEL": "m"},
+            "OPENAI_BASE_URL must start with http:// or https://",
+        ),
+        ({"MODEL_PROVIDER": "llamafile"}, "MODEL_PROVIDER: Input should be"),
+    ],
+)
+def test_local_provider_settings_fail_at_start_naming_the_variable(
+    env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OLLAMA_HOST", "OLLAMA_MODEL", "OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    secret = "sk-never-in-a-message-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+
+    assert message in str(caught.value)
+    assert secret not in str(caught.value)
+
+
+def test_local_provider_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", " http://127.0.0.1:1234/v1 ")
+    monkeypatch.setenv("OPENAI_MODEL", "lmstudio-community/qwen2.5-7b-instruct")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-lm-studio")
+
+    settings = load_settings()
+
+    assert (settings.provider, settings.openai_base_url, settings.openai_model) == (
+        "openai",
+        "http://127.0.0.1:1234/v1",
+        "lmstudio-community/qwen2.5-7b-instruct",
+    )
+    assert settings.openai_api_key.get_secret_value() == "sk-lm-studio"
+    assert "sk-lm-studio" not in repr(settings) and "sk-lm-studio" not in str(settings)
+
+
+def test_the_provider_is_never_guessed_from_local_model_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_MODEL", "qwen2.5:7b")
+    monkeypatch.setenv("OPENAI_MODEL", "m")
+
+    assert load_settings().provider == "local"
 
 
 def test_retry_strategy_is_tight(bedrock_settings: Settings) -> None:
