@@ -4,9 +4,14 @@ import re
 import pytest
 
 from selador.knowledge import KnowledgeBase, Passage
+from selador.knowledge.analysis import analyse
 from selador.knowledge.local import (
+    HEADING_WEIGHT,
+    IMPLIED_WEIGHT,
+    TITLE_WEIGHT,
     Bm25Index,
     Document,
+    FieldedBm25Index,
     LocalKnowledgeBase,
     Section,
     load_bundled_documents,
@@ -128,8 +133,9 @@ def test_tokenize_keeps_code_sections_and_zone_codes_whole() -> None:
 
 
 def test_tokenize_joins_spaced_zone_codes_and_pedestrian_zones() -> None:
-    assert tokenize("LR-2") == tokenize("lr 2") == ["lr2"]
-    assert tokenize("NC3P-75") == ["nc3p", "nc3", "75"]
+    # a numbered zone also implies its family (lr2 -> lr), a pedestrian zone its base and family
+    assert tokenize("LR-2") == tokenize("lr 2") == ["lr2", "lr"]
+    assert tokenize("NC3P-75") == ["nc3p", "nc3", "nc", "75"]
 
 
 def test_tokenize_drops_stop_words_and_single_letters() -> None:
@@ -276,3 +282,250 @@ def test_index_is_built_once_and_reused() -> None:
 def test_is_a_knowledge_base_named_bundled(kb: LocalKnowledgeBase) -> None:
     assert isinstance(kb, KnowledgeBase)
     assert kb.name == "bundled"
+
+
+# --- normalisation: zone names and codes, units, acronyms --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("forms", "terms"),
+    [
+        (["LR2", "LR-2", "lr 2", "Lowrise 2", "lowrise-2", "Lowrise2", "low-rise 2"], ["lr2", "lr"]),
+        (["LR", "Lowrise", "lowrise", "low-rise", "Low rise", "lowrises"], ["lr"]),
+        (["MR", "Midrise", "mid-rise", "Mid rise"], ["mr"]),
+        (["HR", "Highrise", "high-rise", "High rise"], ["hr"]),
+        (["NR", "Neighborhood Residential", "neighbourhood residential"], ["nr"]),
+        (["NR3", "NR-3", "Neighborhood Residential 3", "neighborhood residential-3"], ["nr3", "nr"]),
+        (["NC", "Neighborhood Commercial"], ["nc"]),
+        (["NC2", "NC 2", "Neighborhood Commercial 2"], ["nc2", "nc"]),
+    ],
+)
+def test_zone_names_and_codes_normalise_to_the_same_terms(forms: list[str], terms: list[str]) -> None:
+    for form in forms:
+        assert tokenize(form) == terms, form
+
+
+@pytest.mark.parametrize(
+    ("forms", "zone"),
+    [
+        (["SF 5000", "SF-5000", "sf5000", "Single Family 5000", "single-family 5000"], "nr3"),
+        (["SF 7200", "Single Family 7200"], "nr2"),
+        (["SF 9600", "single family 9600"], "nr1"),
+    ],
+)
+def test_former_zone_names_map_to_their_nr_zone_and_keep_their_own_term(forms: list[str], zone: str) -> None:
+    number = zone[-1]
+    former = {"3": "sf5000", "2": "sf7200", "1": "sf9600"}[number]
+    for form in forms:
+        assert tokenize(form) == [former, zone, "nr"], form
+
+
+def test_single_family_zones_are_nr_zones_but_single_family_houses_are_not() -> None:
+    assert "nr" in tokenize("Did Seattle change the single-family zones?")
+    assert "nr" in tokenize("single family zoning")
+    assert "nr" not in tokenize("single-family houses")
+
+
+def test_zone_names_match_codes_both_ways_in_search() -> None:
+    kb = LocalKnowledgeBase(
+        [
+            _doc("names", ("Building height in Midrise zones", "Midrise buildings may be 80 feet.")),
+            _doc("codes", ("Setbacks in LR2", "LR2 setbacks are 7 feet.")),
+            _doc("other", ("Unrelated", "Height and setbacks of fences.")),
+        ]
+    )
+    assert kb.search("MR height")[0].document_id == "names"  # code in the query, name in the text
+    assert kb.search("lowrise 2 setbacks")[0].document_id == "codes"  # name in the query, code in the text
+    assert kb.search("SF 5000") == kb.search("sf5000") == []  # a former name matches only NR3 text
+
+
+def test_former_name_finds_the_rename_section_in_the_bundled_corpus(kb: LocalKnowledgeBase) -> None:
+    for query in ("SF 5000", "single family 5000", "what is NR3 formerly"):
+        top = kb.search(query, 1)[0]
+        assert top.section is not None and top.section.startswith("Zone names and purpose"), query
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "5,000 sq ft",
+        "5000 sq. ft.",
+        "5000 square feet",
+        "5,000-square-foot",
+        "5000 sf",
+        "5000 SF",
+        "5000sqft",
+        "5000 ft2",
+    ],
+)
+def test_area_units_normalise_to_sqft(form: str) -> None:
+    assert tokenize(form) == ["5000", "sqft"]
+
+
+def test_other_units_and_what_is_not_a_unit() -> None:
+    assert tokenize("35%") == tokenize("35 percent") == ["35", "percent"]
+    assert tokenize("30 feet") == tokenize("30 ft") == tokenize("30-foot") == ["30", "ft"]
+    # "SF" before a number is a former zone, not square feet
+    assert "sqft" not in tokenize("SF 5000")
+
+
+def test_acronym_plurals_and_stop_word_contractions() -> None:
+    assert tokenize("ADUs and DADUs") == tokenize("ADU and DADU") == ["adu", "dadu"]
+    assert tokenize("ECAs") == ["eca"]
+    assert tokenize("whats the height, theres a slope") == ["height", "slop"]
+
+
+def test_ing_undoubling_keeps_three_letters() -> None:
+    assert tokenize("adding setting permitting") == ["add", "set", "permit"]
+
+
+def test_implied_terms_are_added_once_per_text_explicit_mentions_always() -> None:
+    assert tokenize("NC1, NC2 and NC3") == ["nc1", "nc", "nc2", "nc3"]
+    assert tokenize("NC zones: NC2 and NC zones") == ["nc", "zon", "nc2", "nc", "nc", "zon"]
+    assert tokenize("23.45.510 and 23.45.514") == ["23.45.510", "23.45", "23.45.514"]
+    # each text starts afresh: documents are analysed field by field, a query as a whole
+    assert [terms for _, terms in analyse("LR2 LR3")] == [["lr2", "lr"], ["lr3"]]
+
+
+def test_query_terms_weigh_implied_identifiers_less(kb: LocalKnowledgeBase) -> None:
+    assert kb.query_terms("LR2 setbacks") == {"lr2": 1.0, "lr": IMPLIED_WEIGHT, "setback": 1.0}
+    # a term the query names itself keeps its full weight
+    assert kb.query_terms("LR2 and other LR zones")["lr"] == 1.0
+    assert kb.query_terms("SMC 23.45.510") == {"smc": 1.0, "23.45.510": 1.0, "23.45": IMPLIED_WEIGHT}
+
+
+# --- typo tolerance --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "term"),
+    [
+        ("setbaks", "setback"),
+        ("hieght", "height"),
+        ("hight", "height"),
+        ("maximim", "maximum"),
+        ("egres", "egress"),
+        ("parkng", "park"),
+        ("railngs", "rail"),  # through its stem: "railngs" is 3 edits from "rail", "railng" 2
+    ],
+)
+def test_misspelt_query_words_are_corrected(kb: LocalKnowledgeBase, typo: str, term: str) -> None:
+    assert kb.query_terms(typo) == {term: 1.0}
+
+
+def test_typo_queries_find_the_right_section(kb: LocalKnowledgeBase) -> None:
+    top = kb.search("setbaks for lowrise 2 zone", 1)[0]
+    assert top.section is not None and top.section.startswith("Setbacks and separations in LR zones")
+    top = kb.search("egres window sill hight", 1)[0]
+    assert top.section is not None and "R310" in top.section
+    best_two = kb.search("whats the maximim hieght in NC2-55?", 2)
+    assert any(p.section and p.section.startswith("Height limits in NC zones") for p in best_two)
+
+
+def test_no_word_of_the_corpus_is_ever_corrected(kb: LocalKnowledgeBase) -> None:
+    words = {
+        word
+        for document in load_bundled_documents()
+        for text in (
+            document.title,
+            *(s.heading or "" for s in document.sections),
+            *(s.text for s in document.sections),
+        )
+        for word, _ in analyse(text)
+    }
+    assert len(words) > 1000
+    for word in words:
+        expected = next(terms[0] for _, terms in analyse(word))
+        assert next(iter(kb.query_terms(word))) == expected, word
+
+
+def test_unknown_words_with_no_close_match_numbers_and_codes_are_left_alone(kb: LocalKnowledgeBase) -> None:
+    # no corpus word within reach: the word is kept and matches nothing
+    assert kb.query_terms("mortage") == {"mortag": 1.0}
+    assert kb.search("mortage xylophone") == []
+    # numbers and codes are never fuzzed: 23.45.519 is one edit from 23.45.518 and means another section
+    assert "23.45.519" in kb.query_terms("23.45.519")
+    assert kb.query_terms("lr4") == {"lr4": 1.0}
+    assert kb.query_terms("5001") == {"5001": 1.0}
+    # short words are not corrected ("know" is one edit from the corpus word "known")
+    assert kb.query_terms("know") == {"know": 1.0}
+
+
+def test_an_unknown_plural_is_searched_as_its_singular(kb: LocalKnowledgeBase) -> None:
+    assert kb.query_terms("how many adus") == {"many": 1.0, "adu": 1.0}
+
+
+def test_typo_correction_can_be_switched_off() -> None:
+    kb = LocalKnowledgeBase(correct_typos=False)
+    assert kb.query_terms("setbaks") == {"setbak": 1.0}
+    assert kb.search("setbaks") == []
+
+
+# --- field weighting -------------------------------------------------------------------------
+
+
+def test_fielded_bm25_matches_hand_computed_values() -> None:
+    # Two fields, weights 2 and 1; k1 = 1.5, b = 0.75. Field 0 lengths 1, 0 (avg 0.5); field 1
+    # lengths 2, 2 (avg 2).
+    index = FieldedBm25Index([(["gravel"], ["gravel", "road"]), ([], ["gravel", "path"])], weights=(2.0, 1.0))
+    idf_gravel = math.log(1 + 0.5 / 2.5)  # in both passages
+    idf_road = math.log(2.0)  # in one of two
+    # field 0 of passage 0: norm = 1.5 * (0.25 + 0.75 * 1 / 0.5) = 2.625 -> 2 * 2.5 / 3.625
+    heading_gain = 2 * 2.5 / 3.625
+    # field 1, either passage: norm = 1.5 * (0.25 + 0.75 * 2 / 2) = 1.5 -> 2.5 / 2.5 = 1
+    assert index.scores(["gravel"]) == pytest.approx({0: idf_gravel * (heading_gain + 1.0), 1: idf_gravel})
+    assert index.scores(["road"]) == pytest.approx({0: idf_road})
+    # query weights multiply a term's contribution
+    assert index.scores({"gravel": 0.5, "road": 1.0}) == pytest.approx(
+        {0: 0.5 * idf_gravel * (heading_gain + 1.0) + idf_road, 1: 0.5 * idf_gravel}
+    )
+    with pytest.raises(ValueError):
+        FieldedBm25Index([(["a"],)], weights=(1.0, 1.0))
+
+
+def test_bm25_is_the_one_field_case_of_fielded_bm25() -> None:
+    passages = [["apple", "banana"], ["apple", "apple", "cherry"], ["cherry", "date"]]
+    fielded = FieldedBm25Index([(p,) for p in passages], weights=(1.0,))
+    for query in (["apple"], ["banana", "cherry"], ["date", "apple"]):
+        assert fielded.scores(query) == pytest.approx(Bm25Index(passages).scores(query))
+
+
+def test_a_heading_match_outranks_the_same_match_in_the_body() -> None:
+    documents = [
+        _doc("a", ("Driveways", "Paving rules for gravel surfaces and slopes.")),
+        _doc("b", ("Gravel", "Paving rules for driveway surfaces and slopes.")),
+    ]
+    assert [p.document_id for p in LocalKnowledgeBase(documents).search("gravel")] == ["b", "a"]
+    # the order comes from the heading weight: without it, only the body match counts
+    unweighted = LocalKnowledgeBase(documents, heading_weight=0.0)
+    assert [p.document_id for p in unweighted.search("gravel")] == ["a"]
+
+
+def test_title_matches_count_but_a_heading_outweighs_them() -> None:
+    documents = [
+        Document("t", "Gravel guide", "https://example.org/t", (Section("Paving", "Rules for surfaces."),)),
+        Document("h", "Paving guide", "https://example.org/h", (Section("Gravel", "Rules for surfaces."),)),
+        Document("n", "Paving guide", "https://example.org/n", (Section("Paving", "Rules for surfaces."),)),
+    ]
+    assert TITLE_WEIGHT < HEADING_WEIGHT
+    assert [p.document_id for p in LocalKnowledgeBase(documents).search("gravel")] == ["h", "t"]
+
+
+def test_heading_weighting_ranks_the_topic_section_of_the_bundled_corpus(kb: LocalKnowledgeBase) -> None:
+    for query, heading in (
+        ("setbacks in LR zones", "Setbacks and separations in LR zones"),
+        ("SEPA review", "SEPA environmental review"),
+        ("how tall can buildings be in midrise zones", "Height in MR zones"),
+    ):
+        top = kb.search(query, 1)[0]
+        assert top.section is not None and top.section.startswith(heading), query
+
+
+# --- determinism -----------------------------------------------------------------------------
+
+
+def test_typo_corrected_and_normalised_searches_are_deterministic(kb: LocalKnowledgeBase) -> None:
+    for query in ("setbaks for lowrise 2 zone", "hieght NC2-55", "SF 5000 lot of 5,000 sq ft", "egres"):
+        first = kb.search(query, 10)
+        assert first == kb.search(query, 10) == LocalKnowledgeBase().search(query, 10)
+        assert kb.query_terms(query) == LocalKnowledgeBase().query_terms(query)
