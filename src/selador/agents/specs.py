@@ -80,7 +80,8 @@ GENERAL_SPEC = AgentSpec(
         "buying, owning and improving property, using the knowledge base for anything regulatory.\n\n"
         + _GROUND_RULES
     ),
-    tool_names=("search_knowledge_base", "mortgage_payment"),
+    # Buyers ask about the house and the work they plan on it in one breath.
+    tool_names=("search_knowledge_base", "mortgage_payment", "permit_fee_estimate"),
 )
 
 AGENT_SPECS: Mapping[str, AgentSpec] = MappingProxyType(

@@ -325,6 +325,33 @@ def _compute_permit_fee(project_value_usd: float, permit_type: str = "building")
 # --------------------------------------------------------------------------------------------
 
 
+VALUATION_PER_SQFT: dict[str, float] = {"new": 250.0, "alteration": 125.0}
+"""Illustrative value of work per square foot when only the floor area is known.
+
+SDCI values work from floor area by occupancy and construction type (valuation tables in the style
+of the ICC Building Valuation Data) unless a higher value is declared; these two round rates, for
+new floor area (an addition, a new house or ADU) and for altering existing space, stand in for
+that table. They are estimates, said so wherever they are used.
+"""
+VALUATION_BASIS = (
+    "the value of the work is estimated from its floor area at an illustrative $250 per sq ft for new "
+    "floor area ($125 for altering existing space); SDCI values work from its own valuation table."
+)
+
+
+def estimated_project_value(floor_area_sqft: float, kind: str = "new") -> float:
+    """An illustrative value of work from its floor area (see :data:`VALUATION_PER_SQFT`).
+
+    Args:
+        floor_area_sqft: Floor area built or altered, in square feet.
+        kind: ``new`` (added floor area) or ``alteration``.
+
+    Returns:
+        The estimated value in dollars.
+    """
+    return round(floor_area_sqft * VALUATION_PER_SQFT.get(kind, VALUATION_PER_SQFT["new"]), 2)
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 

@@ -30,7 +30,7 @@ from selador.sink import CollectingSink
 
 from .conftest import CancellingSink, FakeKnowledgeBase
 
-ZONING_QUESTION = "Can I add an ADU on my 5,000 sq ft NR3 lot?"
+ZONING_QUESTION = "How much floor area can I build on my 5,000 sq ft NR3 lot?"
 SECRET_DETAIL = "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude"
 
 
@@ -192,7 +192,8 @@ async def test_financing_routes_to_the_finance_agent(settings: Settings) -> None
 
     assert data is not None
     assert (data.agent, data.tools_available) == ("finance", 2)
-    assert data.tool_calls == {"search_knowledge_base": 1, "mortgage_payment": 1}
+    # A payment with every input given is arithmetic: the documents hold nothing on mortgages.
+    assert data.tool_calls == {"mortgage_payment": 1}
     assert "- Down payment: $65,000.00 (10%); loan amount: $585,000.00" in data.content
 
 

@@ -40,7 +40,11 @@ def test_routing_table() -> None:
         "mortgage_payment",
     )
     assert spec_for_query_type("financing").tool_names == ("mortgage_payment", "search_knowledge_base")
-    assert spec_for_query_type("general").tool_names == ("search_knowledge_base", "mortgage_payment")
+    assert spec_for_query_type("general").tool_names == (
+        "search_knowledge_base",
+        "mortgage_payment",
+        "permit_fee_estimate",
+    )
 
 
 def test_every_spec_tool_exists() -> None:

@@ -1,0 +1,130 @@
+"""Choosing tools for a question, and filling their inputs from what was read.
+
+Rules (a tool is never called with inputs it cannot be given):
+
+* Greetings, thanks and questions outside Selador's scope call nothing.
+* ``search_knowledge_base`` for anything that depends on code text (zoning, building codes,
+  permits), with the question and its context as the query; not for a pure calculation whose
+  inputs are all given (a mortgage payment, "lot x FAR"), where the documents add nothing.
+* ``zoning_standards`` for each named zone the bundled table knows (at most three).
+* ``buildable_area`` when a lot size is given, the question asks how much can be built, and a
+  zone or a FAR / coverage says how much.
+* ``permit_fee_estimate`` when a permit's cost is asked and the work's value is given, or can be
+  estimated from its floor area (an illustrative rate per square foot, said so in the answer).
+* ``mortgage_payment`` when a payment, interest, down payment, tax or affordability is asked about
+  a price or a loan; once per loan term when several are compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selador.agents.offline.reading import Reading, read
+
+MAX_ZONES = 3
+"""Zones looked up at most for one question (comparisons name two or three)."""
+
+
+def plan_tool_calls(question: str, context: str, available: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The tools to call for a question, in order, with their inputs.
+
+    Args:
+        question: The question.
+        context: All the user's text (question and context); figures may be in either.
+        available: Names of the tools the agent offers.
+
+    Returns:
+        ``(tool name, input)`` pairs; tools not in ``available`` are left out.
+    """
+    extra = context[len(question) :].strip() if context.startswith(question) else context
+    return plan(read(question, "" if extra == question else extra), available)
+
+
+def plan(reading: Reading, available: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The tools to call for what was read (see the module docstring for the rules)."""
+    if reading.kind != "question":
+        return []
+    calls: list[tuple[str, dict[str, Any]]] = []
+    if _needs_search(reading):
+        calls.append(("search_knowledge_base", {"query": reading.text[:500]}))
+    calls.extend(("zoning_standards", {"zone": zone}) for zone in _table_zones(reading))
+    buildable = _buildable_input(reading)
+    if buildable is not None:
+        calls.append(("buildable_area", buildable))
+    fee = _fee_input(reading)
+    if fee is not None:
+        calls.append(("permit_fee_estimate", fee))
+    calls.extend(("mortgage_payment", tool_input) for tool_input in _mortgage_inputs(reading))
+    return [(name, tool_input) for name, tool_input in calls if name in available]
+
+
+def _needs_search(reading: Reading) -> bool:
+    if reading.lot_area is not None and (reading.far is not None or reading.coverage is not None):
+        # "lot x FAR" with the FAR given: arithmetic on the user's own figures.
+        return bool(reading.zones)
+    # The documents hold nothing on mortgages: search only when the question is also about rules.
+    return not _mortgage_inputs(reading) or bool(reading.topical or reading.zones or reading.wants_fee)
+
+
+def _table_zones(reading: Reading) -> list[str]:
+    from selador.knowledge.zoning import lookup_zone
+
+    return [zone for zone in reading.zones if lookup_zone(zone) is not None][:MAX_ZONES]
+
+
+def _buildable_input(reading: Reading) -> dict[str, Any] | None:
+    if reading.lot_area is None or not (reading.wants_buildable or reading.far is not None):
+        return None
+    tool_input: dict[str, Any] = {"lot_area_sqft": reading.lot_area}
+    zones = _table_zones(reading)
+    if zones:
+        tool_input["zone"] = zones[0]
+    if reading.far is not None:
+        tool_input["far"] = reading.far
+    if reading.coverage is not None:
+        tool_input["lot_coverage"] = reading.coverage
+    if len(tool_input) == 1:
+        return None  # neither a zone nor a FAR or coverage: nothing says how much
+    return tool_input
+
+
+def _fee_input(reading: Reading) -> dict[str, Any] | None:
+    if not reading.wants_fee:
+        return None
+    value = reading.amount("work")
+    if value is None and reading.floor_area:
+        from selador.agents.tools import estimated_project_value
+
+        value = estimated_project_value(reading.floor_area, "new" if reading.new_work else "alteration")
+    if value is None:
+        return None
+    tool_input: dict[str, Any] = {"project_value_usd": value}
+    if reading.mechanical:
+        tool_input["permit_type"] = "mechanical"
+    return tool_input
+
+
+def _mortgage_inputs(reading: Reading) -> list[dict[str, Any]]:
+    if not reading.wants_payment:
+        return []
+    loan = reading.amount("loan")
+    price = reading.amount("price")
+    if price is None and loan is None:
+        return []
+    tool_input: dict[str, Any] = {"price_usd": price if price is not None else loan}
+    if price is None:
+        tool_input["down_payment_pct"] = 0.0  # a loan amount: nothing down on top of it
+    elif reading.down_pct is not None and 0 <= reading.down_pct < 100:
+        tool_input["down_payment_pct"] = reading.down_pct
+    elif reading.down_amount is not None and 0 < reading.down_amount < price:
+        tool_input["down_payment_pct"] = round(reading.down_amount / price * 100, 4)
+    if reading.rate is not None and 0 < reading.rate <= 30:
+        tool_input["annual_rate_pct"] = reading.rate
+    if reading.tax_rate is not None and 0 <= reading.tax_rate <= 10:
+        tool_input["property_tax_rate_pct"] = reading.tax_rate
+    insurance = reading.amount("insurance")
+    if insurance is not None:
+        tool_input["insurance_usd_per_year"] = insurance
+    if not reading.years:
+        return [tool_input]
+    return [{**tool_input, "years": years} for years in reading.years]
