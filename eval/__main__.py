@@ -1,6 +1,6 @@
 """``python -m eval`` (``make eval``): run the question set, print the tables, write results.json.
 
-Exit status 1 when any target FAILs, overall or for a query type (the table is printed either way),
+Exit status 1 when any target FAILs on the overall scores (the table is printed either way),
 2 when the question file's labels are broken.
 
 Examples::

@@ -200,6 +200,16 @@ def test_aggregates_table_and_results_file(tmp_path: Path) -> None:
     assert report.aggregate([wrong], mrr).status == "n/a"
     assert report.failed(scores)
     assert not report.failed([right])
+    # Judged on the overall scores: a query type below a target is shown, not failed.
+    zoning_right = [right] * 19
+    general_wrong = report.score(
+        Question("q3", "hello", "general", "greeting", frozenset(), facts=(Fact("zoning"),)),
+        Observation("q3", answer="zoning", calls=[ToolCall(SEARCH_TOOL, {}, "success", "")]),
+    )
+    mixed = [*zoning_right, general_wrong]
+    assert report.aggregate(mixed, tool_metric).status == "PASS"  # 19 of 20
+    assert not report.failed(mixed)
+    assert re.search(r"tool selection\s+>= 95%\s+95\.0% PASS\s+0\.0% below", report.table(mixed))
 
     text = report.table(scores)
     assert re.search(r"tool selection\s+>= 95%\s+50\.0% FAIL", text)
