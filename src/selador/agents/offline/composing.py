@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from selador.agents.offline.planning import STANDARDS_ASK
 from selador.agents.offline.reading import Reading, read
 
 DISCLAIMER = (
@@ -36,6 +37,8 @@ _SCOPE_REPLIES = {
     "recommend": "I can't recommend businesses, agents or places.",
     "off_topic": "That's outside what I know about.",
 }
+_CALCULATORS = frozenset({"mortgage_payment", "permit_fee_estimate", "buildable_area"})
+_NO_PASSAGE = "- The knowledge base has no passage that answers this directly."
 MAX_PASSAGE_BULLETS = 3
 """Passages quoted as bullets at most (the rest only pad long answers)."""
 _CITATION = re.compile(r"^\[(\d+)\] (.+)$")
@@ -44,7 +47,24 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _SECTION_NUMBER = re.compile(r"\b\d{2}\.\d{2,3}(?:\.\d{3})?\b|\b[RNCM]\d{3}(?:\.\d+)*\b")
 _QUANTITY_ASK = re.compile(
     r"\b(how\s+(big|high|tall|wide|deep|much|many|long|far|large|close)|size|minimum|maximum|max|min|"
-    r"limit|at\s+least|no\s+more|far\b|height|setbacks?|width|area)\b",
+    r"limit|at\s+least|no\s+more|far\b|height|setbacks?|width|area|"
+    r"(bigg|larg|small|tall|wid|high|long|deep)er|enough)\b",
+    re.IGNORECASE,
+)
+_FIGURE = re.compile(
+    r"\$\s?\d|\b\d[\d,.]*\s*(%|percent\b|(square\s+)?(feet|foot|ft)\b|inch(es)?\b|sq\.?\s*ft|stories\b|"
+    r"story\b|units?\b|years?\b|days?\b|weeks?\b|months?\b)|\bFAR\s+(of\s+)?\d",
+    re.IGNORECASE,
+)
+"""A quantity (a figure with its unit), as opposed to a code section or a zone's number."""
+_DEFINITION_ASK = re.compile(
+    r"\bwhat\s+(is|are|does)\b|\bhow\s+(is|are)\b[^?]{0,40}\b(calculated|measured|defined|determined|counted)"
+    r"|\bmean(s|ing)?\b",
+    re.IGNORECASE,
+)
+_DEFINES = re.compile(
+    r"\b(means|is defined as|refers to|is the (ratio|share|amount|total|measure)|divided by|"
+    r"(calculated|measured|counted) (as|by|from)|stands for)\b",
     re.IGNORECASE,
 )
 _ZONE_ASKS = (
@@ -134,6 +154,8 @@ def compose_answer(
         parts = [*answer.lead, ""]
         if answer.passage_lead:
             parts.append(f"- {answer.passage_lead}")
+        # A tool answered: a search that found nothing on the question needs no mention.
+        answer.bullets = [b for b in answer.bullets if b != _NO_PASSAGE]
     else:
         parts = [answer.passage_lead or _fallback_lead(reading, outcomes, answer), ""]
     parts.extend(answer.bullets)
@@ -173,11 +195,16 @@ def _digest_tool(outcome: ToolOutcome, reading: Reading, answer: _Answer) -> Non
         else:
             details.append(line[2:] if line.startswith("- ") else line)
     refs = "".join(f" [{n}]" for n in numbers)
+    details = [d for d in details if not d.endswith(": not set")]
     lead = _tool_lead(outcome.name, lines[0], details, reading)
     if lead:
         answer.lead.append(lead + refs)
-    answer.bullets.append(f"- {lines[0].rstrip(':')}{refs}")
-    answer.bullets.extend(f"  - {detail}" for detail in details[:8])
+    if lead and outcome.name in _CALCULATORS:
+        # The lead already is the calculator's headline: its workings follow as bullets.
+        answer.bullets.extend(f"- {detail}" for detail in details[:8])
+    else:
+        answer.bullets.append(f"- {lines[0].rstrip(':')}{refs}")
+        answer.bullets.extend(f"  - {detail}" for detail in details[:8])
     answer.pool.extend(f"{detail}{refs}" for detail in details)
 
 
@@ -196,10 +223,20 @@ def _tool_lead(name: str, first: str, details: list[str], reading: Reading) -> s
                 if line:
                     return f"{line} ({first[0].lower() + first[1:]})."
         return f"{first}."
-    if name in ("permit_fee_estimate", "buildable_area"):
-        return f"{first.rstrip(':')}{': ' + details[0] if name == 'buildable_area' and details else ''}."
+    if name == "permit_fee_estimate":
+        return f"{first}."
+    if name == "buildable_area":
+        return f"{first.rstrip(':')}: {details[0]}." if details else f"{first.rstrip(':')}."
     if name == "zoning_standards":
         zone = first.split(" ")[1] if first.startswith("Zone ") else ""
+        if STANDARDS_ASK.search(question) and not any(p.search(question) for p, _ in _ZONE_ASKS):
+            # The rules as a whole: the headline figures of each zone.
+            main = [
+                d
+                for d in details
+                if d.startswith(("Maximum height", "Floor area ratio", "Maximum lot")) and "not set" not in d
+            ]
+            return f"In {zone}: " + "; ".join(line[0].lower() + line[1:] for line in main) + "."
         lines = [
             d
             for pattern, prefix in _ZONE_ASKS
@@ -257,6 +294,7 @@ def _digest_search(text: str, terms: set[str], reading: Reading, answer: _Answer
 
     question_words = words(reading.text)
     quantity = bool(_QUANTITY_ASK.search(reading.question))
+    definition = bool(_DEFINITION_ASK.search(reading.question))
     passages = 0
     cited = 0
     for block in text.split("\n\n"):
@@ -279,7 +317,8 @@ def _digest_search(text: str, terms: set[str], reading: Reading, answer: _Answer
         # first when the question asks for one; the others one each, and only when clearly about
         # the question (a passage sharing one common word is not quoted out of context).
         top = passages == 1
-        picked = _pick(sentences, passage_terms, quantity, 3 if top else 1, strict=not top)
+        count = 3 if top else 2 if passages == 2 else 1
+        picked = _pick(sentences, passage_terms, quantity, definition, count, strict=not top)
         if not picked:
             continue
         cited += 1
@@ -291,20 +330,31 @@ def _digest_search(text: str, terms: set[str], reading: Reading, answer: _Answer
         first = text.splitlines()[0] if text else "The knowledge base returned nothing."
         answer.bullets.append(f"- {first}")
     elif cited == 0:
-        answer.bullets.append("- The knowledge base has no passage that answers this directly.")
+        answer.bullets.append(_NO_PASSAGE)
 
 
-def _pick(sentences: list[str], terms: set[str], quantity: bool, count: int, *, strict: bool) -> list[str]:
-    """The sentences most about the question, in the passage's order."""
+def _pick(
+    sentences: list[str], terms: set[str], quantity: bool, definition: bool, count: int, *, strict: bool
+) -> list[str]:
+    """The sentences most about the question, in the passage's order.
+
+    A sentence scores one point per question term it shares (two for a number the question gives),
+    one more when the question asks for a figure and the sentence has one, or asks what something
+    is and the sentence defines it.
+    """
     scored = []
+    numbers = {term for term in terms if term.replace(".", "").isdigit()}
     for index, sentence in enumerate(sentences):
-        overlap = len(terms & _sentence_terms(sentence))
-        figure = bool(quantity and re.search(r"\d", sentence))
+        shared = terms & _sentence_terms(sentence)
+        # A figure the question itself gives ("a 4,000 sq ft lot") counts twice: it is the case asked.
+        overlap = len(shared) + len(shared & numbers)
+        figure = bool(quantity and _FIGURE.search(sentence))
         if strict and overlap < min(2 if len(terms) >= 4 else 1, len(terms)):
             continue
         if overlap == 0 and not figure:
             continue
         score = overlap + (1.0 if figure else 0.0) + (0.25 if _SECTION_NUMBER.search(sentence) else 0.0)
+        score += 1.0 if definition and _DEFINES.search(sentence) else 0.0
         scored.append((score, -index, sentence))
     best = sorted(scored, reverse=True)[:count]
     return [_clip(sentence) for _, _, sentence in sorted(best, key=lambda item: -item[1])]

@@ -11,8 +11,9 @@ and in local development, with answers built from real tool output:
    the direct answer first, then the supporting detail and passages, the sources and a one-line
    disclaimer, streamed word by word with ``token_delay_ms`` between words.
 
-It never calls tools a second time, so a run takes at most two model turns. Same conversation in,
-same events out (only the latency in the metadata event varies).
+Tools whose input comes from another tool's output are called in a second round (the zones a
+search names, looked up in the zoning table), so a run takes at most three model turns. Same
+conversation in, same events out (only the latency in the metadata event varies).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from strands.types.streaming import StreamEvent
 from strands.types.tools import ToolChoice, ToolSpec
 
 from selador.agents.offline.composing import ToolOutcome, compose_answer, reply_without_tools
-from selador.agents.offline.planning import plan
+from selador.agents.offline.planning import plan, plan_follow_up
 from selador.agents.offline.reading import Reading, read
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class _Turn:
     user_text: str = ""
     context: str = ""
     outcomes: list[ToolOutcome] = field(default_factory=list)
+    rounds: int = 0
+    """Tool rounds since the question (assistant messages that asked for tools)."""
 
     def reading(self) -> Reading:
         """What the question (and its context) says."""
@@ -101,6 +104,8 @@ def _read_turn(messages: Messages) -> _Turn:
 
     names: dict[str, str] = {}
     for message in messages[question_index + 1 :]:
+        if message.get("role") == "assistant" and any("toolUse" in b for b in message.get("content", [])):
+            turn.rounds += 1
         for block in message.get("content", []):
             if "toolUse" in block:
                 names[block["toolUse"]["toolUseId"]] = block["toolUse"]["name"]
@@ -230,12 +235,17 @@ class OfflineResponder(Model):
         available = {spec["name"] for spec in tool_specs or []}
 
         reading = turn.reading()
-        calls = [] if turn.outcomes else plan(reading, available)
+        if not turn.outcomes:
+            calls = plan(reading, available)
+        elif turn.rounds == 1:
+            calls = plan_follow_up(reading, turn.outcomes, available)
+        else:
+            calls = []
         yield {"messageStart": {"role": "assistant"}}
         if calls:
             output_tokens = 0
             digest = hashlib.sha256(turn.user_text.encode()).hexdigest()[:12]
-            for index, (name, tool_input) in enumerate(calls, start=1):
+            for index, (name, tool_input) in enumerate(calls, start=len(turn.outcomes) + 1):
                 payload = json.dumps(tool_input, sort_keys=True)
                 output_tokens += _words(payload)
                 # Split the JSON like a real model streams it, so consumers see partial input.

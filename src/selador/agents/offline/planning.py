@@ -13,14 +13,27 @@ Rules (a tool is never called with inputs it cannot be given):
   estimated from its floor area (an illustrative rate per square foot, said so in the answer).
 * ``mortgage_payment`` when a payment, interest, down payment, tax or affordability is asked about
   a price or a loan; once per loan term when several are compared.
+
+A second round chains one tool to another: a question about the rules for a place ("zoning
+requirements … on Capitol Hill") that names no zone looks up, in the zoning table, the zones the
+search's top passages name.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from selador.agents.offline.reading import Reading, read
+from selador.agents.offline.reading import Reading, find_zones, read
 
+STANDARDS_ASK = re.compile(
+    r"\b(requirements?|rules?|standards?|regulations?|restrictions?)\b[^?.!]{0,40}"
+    r"\b(zon\w*|residential|development|build\w*)\b"
+    r"|\b(zon\w*|residential|development)\b[^?.!]{0,40}\b(requirements?|rules?|standards?|regulations?)\b"
+    r"|\bwhat\s+can\s+(i|we)\s+build\b",
+    re.IGNORECASE,
+)
+"""A question about the rules for building, as a whole (not about one figure or procedure)."""
 MAX_ZONES = 3
 """Zones looked up at most for one question (comparisons name two or three)."""
 
@@ -128,3 +141,34 @@ def _mortgage_inputs(reading: Reading) -> list[dict[str, Any]]:
     if not reading.years:
         return [tool_input]
     return [{**tool_input, "years": years} for years in reading.years]
+
+
+def plan_follow_up(
+    reading: Reading, outcomes: list[Any], available: set[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Tools to call with what the first round returned (see the module docstring).
+
+    Args:
+        reading: What was read of the question.
+        outcomes: The first round's tool outcomes (``name``, ``status``, ``text``).
+        available: Names of the tools the agent offers.
+
+    Returns:
+        ``(tool name, input)`` pairs, or nothing when the first round was enough.
+    """
+    if (
+        reading.kind != "question"
+        or reading.zones
+        or "zoning_standards" not in available
+        or not STANDARDS_ASK.search(reading.question)
+        or any(o.name == "zoning_standards" for o in outcomes)
+    ):
+        return []
+    from selador.knowledge.zoning import lookup_zone
+
+    named: list[str] = []
+    for outcome in outcomes:
+        if outcome.name == "search_knowledge_base" and outcome.status == "success":
+            named.extend(zone for zone in find_zones(outcome.text) if zone not in named)
+    zones = [zone for zone in named if lookup_zone(zone) is not None][:MAX_ZONES]
+    return [("zoning_standards", {"zone": zone}) for zone in zones]
