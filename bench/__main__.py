@@ -26,7 +26,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from bench import results as results_module
 from bench.results import Result, skipped
 
-GROUPS = ("cold_start", "memory", "streaming", "concurrency", "resume", "cancel", "bundle")
+GROUPS = ("cold_start", "memory", "streaming", "responder", "concurrency", "resume", "cancel", "bundle")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                 500 if quick and args.economy_tokens == 2000 else args.economy_tokens,
                 env,
             ),
+        )
+    if "responder" in groups:
+        from bench import responder
+
+        attempt(
+            "responder (CPU per query)",
+            [("responder.cpu_per_query", "x", responder.RATIO_TARGET)],
+            lambda: responder.run(3 if quick else 5),
         )
     if "concurrency" in groups:
         from bench import concurrency

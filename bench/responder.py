@@ -1,0 +1,73 @@
+"""Target: the offline responder's CPU per query, against the responder issue 12 replaced.
+
+Every question of the evaluation set (tests/eval/questions.yaml) runs through the real orchestrator
+(offline responder, bundled knowledge base, no token delay) in this process, after one warm-up
+pass that builds the index; the figure is process CPU time per query, median of the passes.
+
+**Target**: at most 1.25x the CPU per query of the responder before issue 12 (rule-based tool
+choice without reading, one-sentence quoting), measured on this 2-core machine on 2026-11-30 over
+the same 122 questions with the same harness: 8.85 ms at commit ae390b6. The baseline is a
+constant: re-measure it (``git worktree add`` that commit, run this module with PYTHONPATH at its
+``src``) on another machine before trusting the ratio there.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from bench.results import Result, judged
+
+BASELINE_MS = 8.85
+"""CPU per query of the responder at commit ae390b6, this machine, 2026-11-30."""
+RATIO_TARGET = 1.25
+QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "eval" / "questions.yaml"
+
+
+def run(passes: int = 5) -> list[Result]:
+    """Measure CPU per query over the evaluation questions; one judged result."""
+    os.environ.setdefault("LOCAL_MODEL_TOKEN_DELAY_MS", "0")
+    import yaml
+
+    from selador.agents.models import build_model
+    from selador.agents.orchestrator import Orchestrator, run_coroutine
+    from selador.knowledge.factory import build_knowledge_base
+    from selador.protocol import QueryRequest
+    from selador.settings import Settings
+    from selador.sink import CollectingSink
+
+    settings = Settings(local_model_token_delay_ms=0)
+    orchestrator = Orchestrator(
+        settings=settings, model=build_model(settings), knowledge_base=build_knowledge_base(settings)
+    )
+    questions = yaml.safe_load(QUESTIONS.read_text(encoding="utf-8"))
+    requests = [
+        QueryRequest(
+            question=q["question"], context=q.get("context"), query_type=q["query_type"], request_id=f"r{i}"
+        )
+        for i, q in enumerate(questions)
+    ]
+
+    async def all_questions() -> None:
+        for request in requests:
+            await orchestrator.run(request, CollectingSink(request.request_id))
+
+    run_coroutine(all_questions())  # warm-up: the index, the zoning table, imports
+    samples = []
+    for _ in range(passes):
+        started = time.process_time()
+        run_coroutine(all_questions())
+        samples.append((time.process_time() - started) / len(requests) * 1000)
+    measured = statistics.median(samples)
+    return [
+        judged(
+            "responder.cpu_per_query",
+            round(measured / BASELINE_MS, 2),
+            "x",
+            RATIO_TARGET,
+            detail={"cpu_ms_per_query": [round(s, 2) for s in samples], "baseline_ms": BASELINE_MS},
+            note=f"{measured:.2f} ms vs {BASELINE_MS} ms before issue 12, {len(requests)} questions",
+        )
+    ]
