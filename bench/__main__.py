@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
         attempt(
             "responder (CPU per query)",
-            [("responder.cpu_per_query", "x", responder.RATIO_TARGET)],
+            [
+                ("responder.cpu_per_query", "x", responder.RATIO_TARGET),
+                ("responder.adversarial_worst", "x", responder.WORST_TARGET),
+            ],
             lambda: responder.run(3 if quick else 5),
         )
     if "concurrency" in groups:

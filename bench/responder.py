@@ -9,6 +9,12 @@ choice without reading, one-sentence quoting), measured on this 2-core machine o
 the same 122 questions with the same harness: 8.85 ms at commit ae390b6. The baseline is a
 constant: re-measure it (``git worktree add`` that commit, run this module with PYTHONPATH at its
 ``src``) on another machine before trusting the ratio there.
+
+**Target**: the slowest of a few adversarial questions (a 4000-digit run, an 800-letter word,
+endless separators, hundreds of figures, one zone named 1000 times; all within the 4000-character
+question limit), each run alone, costs at most 10x the median question's CPU: the readers are
+linear and the typo search is bounded, so no message can pin the function. (With the figure
+readers' start-of-number lookbehind removed this measured 356x.)
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ from bench.results import Result, judged
 BASELINE_MS = 8.85
 """CPU per query of the responder at commit ae390b6, this machine, 2026-11-30."""
 RATIO_TARGET = 1.25
+WORST_TARGET = 10.0
+"""The slowest adversarial question may cost at most this many times a typical question's CPU."""
+ADVERSARIAL = (
+    "9" * 4000,  # one long digit run: the figure readers must stay linear
+    "".join(chr(97 + (i * 7919) % 26) for i in range(800)),  # one long unknown word: no typo search
+    "$1,000," * 570,  # thousands separators without end
+    "lot 5000 sq ft FAR 2.5 " * 170,  # many figures to place
+    "LR2 " * 1000,  # one zone named many times
+)
 QUESTIONS = Path(__file__).resolve().parents[1] / "tests" / "eval" / "questions.yaml"
 
 
@@ -55,6 +70,13 @@ def run(passes: int = 5) -> list[Result]:
             await orchestrator.run(request, CollectingSink(request.request_id))
 
     run_coroutine(all_questions())  # warm-up: the index, the zoning table, imports
+    typical = statistics.median(_per_question_ms(requests, orchestrator, run_coroutine, CollectingSink))
+    adversarial = [
+        QueryRequest(question=q, query_type=t, request_id=f"a{i}-{t}")
+        for i, q in enumerate(ADVERSARIAL)
+        for t in ("general", "financing", "zoning")
+    ]
+    worst = max(_per_question_ms(adversarial, orchestrator, run_coroutine, CollectingSink))
     samples = []
     for _ in range(passes):
         started = time.process_time()
@@ -69,5 +91,25 @@ def run(passes: int = 5) -> list[Result]:
             RATIO_TARGET,
             detail={"cpu_ms_per_query": [round(s, 2) for s in samples], "baseline_ms": BASELINE_MS},
             note=f"{measured:.2f} ms vs {BASELINE_MS} ms before issue 12, {len(requests)} questions",
-        )
+        ),
+        judged(
+            "responder.adversarial_worst",
+            round(worst / typical, 2),
+            "x",
+            WORST_TARGET,
+            detail={"worst_ms": round(worst, 2), "typical_ms": round(typical, 2)},
+            note=f"slowest of {len(adversarial)} adversarial: {worst:.1f} ms vs median {typical:.1f} ms",
+        ),
     ]
+
+
+def _per_question_ms(
+    requests: list, orchestrator: object, run_coroutine: object, sink_class: type
+) -> list[float]:
+    """CPU milliseconds of each request run alone, in order."""
+    timings = []
+    for request in requests:
+        started = time.process_time()
+        run_coroutine(orchestrator.run(request, sink_class(request.request_id)))  # type: ignore[attr-defined,operator]
+        timings.append((time.process_time() - started) * 1000)
+    return timings

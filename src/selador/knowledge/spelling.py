@@ -14,6 +14,9 @@ that instead. The rules, and why:
 * The allowed distance grows with the word: at most 1 for words of 5 and 6 letters, at most 2 from
   :data:`LONG_WORD` (7) letters on. One slip in a short word already changes a large share of it;
   two slips in a long word still leave it recognisable ("maximim", "railngs").
+* Words longer than :data:`MAX_LENGTH` (30) letters are never corrected: no word of the documents
+  is that long, and the deletions of a long word grow with the cube of its length (an 800-letter
+  "word" pasted into the box would take seconds and gigabytes).
 * Words shorter than :data:`MIN_LENGTH` (5) letters are never corrected, and no word is corrected
   into one shorter than :data:`MIN_CANDIDATE` (4). Short English words sit densely: most words one
   edit from a four-letter word are other real words ("know"/"known", "load"/"lead", "down"/"don"),
@@ -43,6 +46,9 @@ from collections.abc import Iterable, Mapping
 MIN_LENGTH = 5
 """Shortest query word (or other form of it) that is corrected."""
 
+MAX_LENGTH = 30
+"""Longest query word that is corrected."""
+
 MIN_CANDIDATE = 4
 """Shortest vocabulary word that a query word may be corrected into."""
 
@@ -58,7 +64,7 @@ CACHE_SIZE = 4096
 
 def max_distance(word: str) -> int:
     """The edit budget for ``word``: 0 (never corrected), 1 or 2; see the module docstring."""
-    if len(word) < MIN_LENGTH or not word.isalpha():
+    if not MIN_LENGTH <= len(word) <= MAX_LENGTH or not word.isalpha():
         return 0
     return MAX_DISTANCE if len(word) >= LONG_WORD else 1
 

@@ -227,10 +227,11 @@ async def test_answer_from_tool_results_cites_sources(kb: FakeKnowledgeBase) -> 
     lines = answer.splitlines()
     # The direct answer first: the calculator's figure for the question's payment.
     assert lines[0] == "Estimated monthly payment for a $500,000.00 home: $3,044.94."
-    # Then the top passage's sentences about the question, with its number; passages sharing too
-    # few words with the question ([2], [3]) are not quoted.
-    assert lines[2] == "- Accessory dwelling units are allowed in Neighborhood Residential zones. [1]"
-    assert lines[3] == "- A detached ADU may be up to 1,000 square feet of gross floor area on a lot. [1]"
+    # Then the top passage's sentences about the question, with its number, the best first (the
+    # one with a figure: the question asks "how much"); passages sharing too few words with the
+    # question ([2], [3]) are not quoted.
+    assert lines[2] == "- A detached ADU may be up to 1,000 square feet of gross floor area on a lot. [1]"
+    assert lines[3] == "- Accessory dwelling units are allowed in Neighborhood Residential zones. [1]"
     assert "- Zone NR3 — Neighborhood Residential 3 (bundled summary table) [4]" in lines
     assert not any("[2]" in line or "[3]" in line for line in lines)
     assert "  - Maximum lot coverage: 35%" in lines

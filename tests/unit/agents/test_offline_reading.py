@@ -6,8 +6,9 @@ import pytest
 
 from selador.agents.offline import plan_tool_calls, read
 from selador.agents.offline.composing import COVERS, reply_without_tools
-from selador.agents.offline.lexicon import edit_distance, near
+from selador.agents.offline.lexicon import near
 from selador.agents.tools import TOOLS, estimated_project_value
+from selador.knowledge.spelling import edit_distance
 
 ALL = set(TOOLS)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from selador.agents.offline.planning import STANDARDS_ASK
+from selador.agents.offline.planning import asks_rules_as_a_whole, set_aside
 from selador.agents.offline.reading import Reading, read
 
 DISCLAIMER = (
@@ -66,6 +66,9 @@ _DEFINES = re.compile(
     r"\b(means|is defined as|refers to|is the (ratio|share|amount|total|measure)|divided by|"
     r"(calculated|measured|counted) (as|by|from)|stands for)\b",
     re.IGNORECASE,
+)
+_RATE_WORDING = re.compile(
+    r"\d(?:\.\d+)?\s*(?:%|percent|pct)\s*(?:annual\s+|fixed\s+)?interest\b|\binterest\s+rates?\b", re.I
 )
 _ZONE_ASKS = (
     (re.compile(r"\b(height|tall|taller|high)\b", re.I), "Maximum height"),
@@ -144,7 +147,7 @@ def compose_answer(
     terms = _terms(reading.text)
     for outcome in outcomes:
         if outcome.status != "success":
-            first = outcome.text.removeprefix("Error:").strip().splitlines()[0] if outcome.text else ""
+            first = (outcome.text.removeprefix("Error:").strip().splitlines() or [""])[0]
             answer.bullets.append(f"- The {outcome.name} step did not work: {first or 'it failed'}")
         elif outcome.name == "search_knowledge_base":
             _digest_search(outcome.text, terms, reading, answer)
@@ -159,6 +162,7 @@ def compose_answer(
     else:
         parts = [answer.passage_lead or _fallback_lead(reading, outcomes, answer), ""]
     parts.extend(answer.bullets)
+    parts.extend(f"- I set aside {note}." for note in set_aside(reading))
     _valuation_note(reading, outcomes, parts)
     cited = {int(n) for line in parts for n in _REFERENCE.findall(line)}
     _pad(parts, answer, cited, min_tokens)
@@ -214,11 +218,13 @@ def _tool_lead(name: str, first: str, details: list[str], reading: Reading) -> s
     if name == "mortgage_payment":
         asked = [
             (r"\bdown\s*payment\b", "Down payment"),
-            (r"\binterest\b(?!\s+rate)", "Total interest"),
+            (r"\binterest\b", "Total interest"),
             (r"\bproperty\s*tax", "Property tax"),
         ]
+        # "at 6% interest" and "the interest rate" give the rate; they do not ask for the interest.
+        plain = _RATE_WORDING.sub(" ", question)
         for pattern, prefix in asked:
-            if re.search(pattern, question, re.I):
+            if re.search(pattern, plain, re.I):
                 line = next((d for d in details if d.startswith(prefix)), None)
                 if line:
                     return f"{line} ({first[0].lower() + first[1:]})."
@@ -229,7 +235,7 @@ def _tool_lead(name: str, first: str, details: list[str], reading: Reading) -> s
         return f"{first.rstrip(':')}: {details[0]}." if details else f"{first.rstrip(':')}."
     if name == "zoning_standards":
         zone = first.split(" ")[1] if first.startswith("Zone ") else ""
-        if STANDARDS_ASK.search(question) and not any(p.search(question) for p, _ in _ZONE_ASKS):
+        if asks_rules_as_a_whole(question) and not any(p.search(question) for p, _ in _ZONE_ASKS):
             # The rules as a whole: the headline figures of each zone.
             main = [
                 d
@@ -267,12 +273,6 @@ def _terms(text: str) -> set[str]:
     from selador.knowledge.local import tokenize
 
     return set(tokenize(text))
-
-
-def _sentence_terms(sentence: str) -> set[str]:
-    from selador.knowledge.local import tokenize
-
-    return set(tokenize(sentence))
 
 
 def _sentences(text: str) -> list[str]:
@@ -336,7 +336,7 @@ def _digest_search(text: str, terms: set[str], reading: Reading, answer: _Answer
 def _pick(
     sentences: list[str], terms: set[str], quantity: bool, definition: bool, count: int, *, strict: bool
 ) -> list[str]:
-    """The sentences most about the question, in the passage's order.
+    """The sentences most about the question: the best first, then the others in the passage's order.
 
     A sentence scores one point per question term it shares (two for a number the question gives),
     one more when the question asks for a figure and the sentence has one, or asks what something
@@ -345,7 +345,7 @@ def _pick(
     scored = []
     numbers = {term for term in terms if term.replace(".", "").isdigit()}
     for index, sentence in enumerate(sentences):
-        shared = terms & _sentence_terms(sentence)
+        shared = terms & _terms(sentence)
         # A figure the question itself gives ("a 4,000 sq ft lot") counts twice: it is the case asked.
         overlap = len(shared) + len(shared & numbers)
         figure = bool(quantity and _FIGURE.search(sentence))
@@ -357,7 +357,9 @@ def _pick(
         score += 1.0 if definition and _DEFINES.search(sentence) else 0.0
         scored.append((score, -index, sentence))
     best = sorted(scored, reverse=True)[:count]
-    return [_clip(sentence) for _, _, sentence in sorted(best, key=lambda item: -item[1])]
+    # The best sentence first (it may lead the answer), the others in the passage's order.
+    ordered = best[:1] + sorted(best[1:], key=lambda item: -item[1])
+    return [_clip(sentence) for _, _, sentence in ordered]
 
 
 def _clip(sentence: str) -> str:

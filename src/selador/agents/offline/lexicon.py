@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import re
 
+from selador.knowledge.spelling import edit_distance
+
 WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 
 
@@ -27,7 +29,7 @@ ZONING_WORDS = _vocabulary(
     historic district design review departure variance rezone mha parking subdivide subdivision
     plat short-plat demolish demolition ordinance smc municipal critical eca slope slopes steep
     wetland wetlands landslide liquefaction flood buffer trees tree station frontage alley
-    corner storefront pedestrian
+    corner storefront pedestrian nr lr nc
     """
 )
 CODE_WORDS = _vocabulary(
@@ -82,10 +84,16 @@ ABOUT_YOU = re.compile(
 # What is outside: other places, live market data, acting for the user, recommendations.
 OTHER_PLACES = re.compile(
     r"\b(portland|oregon|tacoma|bellevue|redmond|kirkland|everett|spokane|bothell|renton|kent|"
-    r"shoreline|burien|olympia|vancouver|san francisco|los angeles|california|new york|texas|"
+    r"burien|olympia|vancouver|san francisco|los angeles|california|new york|texas|"
     r"king county|snohomish|pierce county|idaho|canada)\b",
     re.IGNORECASE,
 )
+SEATTLE = re.compile(r"\bseattle\b", re.IGNORECASE)
+STREET_AFTER = re.compile(
+    r"\s+(ave|avenue|st|street|way|blvd|boulevard|rd|road|pl|place|dr|drive|ct|court|park|station)\b",
+    re.IGNORECASE,
+)
+"""A word after a place name that makes it a Seattle street, park or station."""
 LIVE_DATA = re.compile(
     r"\b(right now|today'?s?|currently|current|this week|at the moment|these days|latest)\b"
     r"[^.?!]{0,40}\b(rates?|prices?|market|values?|inventory)\b"
@@ -95,7 +103,7 @@ LIVE_DATA = re.compile(
 )
 ACT_FOR_USER = re.compile(
     r"\b(can|could|would|will)\s+(you|u)\s+(please\s+)?(file|submit|send|email|call|book|schedule|"
-    r"apply|sign|pay|order|contact|buy|sell|list)\b",
+    r"apply|sign|pay|order|contact|buy|sell|list\s+(?:my|our|the)\s+(?:house|home|property|condo))\b",
     re.IGNORECASE,
 )
 RECOMMEND = re.compile(
@@ -105,6 +113,13 @@ RECOMMEND = re.compile(
 )
 
 TOPIC_WORDS = ZONING_WORDS | CODE_WORDS | PERMIT_WORDS | FINANCE_WORDS | PROPERTY_WORDS
+GENERAL_WORDS = _vocabulary(
+    """
+    zone zones zoned zoning lot lots parcel build built building buildings construct construction
+    residential commercial mixed-use dwelling dwellings unit units lowrise midrise highrise nr lr nc
+    """
+)
+"""Topic words that name no particular rule: "the zoning rules for building here" asks for them all."""
 
 # Common words that are never typos of a topic word (and need no search for one).
 _PLAIN = _vocabulary(
@@ -157,21 +172,17 @@ def near(word: str, vocabulary: frozenset[str]) -> str | None:
     return best[1] if best else None
 
 
-def edit_distance(a: str, b: str, limit: int) -> int:
-    """Damerau-Levenshtein distance (adjacent swaps count one), or ``limit + 1`` once past ``limit``."""
-    previous2: list[int] | None = None
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, start=1):
-            cost = 0 if ca == cb else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if previous2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        if min(current) > limit:
-            return limit + 1
-        previous2, previous = previous, current
-    return previous[-1]
+def names_a_rule(text_words: list[str]) -> bool:
+    """Whether the words name a particular rule or subject (parking, a deck, setbacks, a permit).
+
+    Words about zoning or building in general ("zoning", "lot", "building") and kinds of property
+    ("house") do not: a question with only those asks about the rules as a whole.
+    """
+    for word in text_words:
+        hit = near(word, TOPIC_WORDS)
+        if hit is not None and hit not in GENERAL_WORDS and hit not in PROPERTY_WORDS:
+            return True
+    return False
 
 
 def has_any(text_words: list[str], vocabulary: frozenset[str]) -> bool:

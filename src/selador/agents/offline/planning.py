@@ -14,9 +14,12 @@ Rules (a tool is never called with inputs it cannot be given):
 * ``mortgage_payment`` when a payment, interest, down payment, tax or affordability is asked about
   a price or a loan; once per loan term when several are compared.
 
-A second round chains one tool to another: a question about the rules for a place ("zoning
-requirements … on Capitol Hill") that names no zone looks up, in the zoning table, the zones the
-search's top passages name.
+A second round chains one tool to another: a question about the rules as a whole for a place
+("zoning requirements … on Capitol Hill") that names no zone and no particular rule looks up, in
+the zoning table, the zones named by the first of the search's top passages to name any.
+
+A figure a calculator cannot take (a lot of 0 sq ft, a FAR of 45, a coverage of 150%) is set aside
+rather than passed on to fail; :func:`set_aside` says which, for the answer to explain.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from selador.agents.offline import lexicon
 from selador.agents.offline.reading import Reading, find_zones, read
 
 STANDARDS_ASK = re.compile(
@@ -36,6 +40,10 @@ STANDARDS_ASK = re.compile(
 """A question about the rules for building, as a whole (not about one figure or procedure)."""
 MAX_ZONES = 3
 """Zones looked up at most for one question (comparisons name two or three)."""
+MAX_FAR = 30.0
+"""The largest floor area ratio the buildable-area calculator takes."""
+MAX_RATE_PCT = 30.0
+MAX_TAX_PCT = 10.0
 
 
 def plan_tool_calls(question: str, context: str, available: set[str]) -> list[tuple[str, dict[str, Any]]]:
@@ -58,7 +66,7 @@ def plan(reading: Reading, available: set[str]) -> list[tuple[str, dict[str, Any
     if reading.kind != "question":
         return []
     calls: list[tuple[str, dict[str, Any]]] = []
-    if _needs_search(reading):
+    if _needs_search(reading, available):
         calls.append(("search_knowledge_base", {"query": reading.text[:500]}))
     calls.extend(("zoning_standards", {"zone": zone}) for zone in _table_zones(reading))
     buildable = _buildable_input(reading)
@@ -71,10 +79,42 @@ def plan(reading: Reading, available: set[str]) -> list[tuple[str, dict[str, Any
     return [(name, tool_input) for name, tool_input in calls if name in available]
 
 
-def _needs_search(reading: Reading) -> bool:
+def set_aside(reading: Reading) -> list[str]:
+    """The figures the question gives that no calculator can take, each with why.
+
+    Args:
+        reading: What was read of the question.
+
+    Returns:
+        One sentence per figure set aside (empty when every figure is usable).
+    """
+    notes = []
+    if reading.lot_area is not None and reading.lot_area <= 0:
+        notes.append(f"a lot of {reading.lot_area:g} sq ft (a lot's area must be more than 0)")
+    if reading.far is not None and not _usable_far(reading.far):
+        notes.append(f"a FAR of {reading.far:g} (floor area ratios run above 0 to at most {MAX_FAR:g})")
+    if reading.coverage is not None and not _usable_coverage(reading.coverage):
+        notes.append(f"a lot coverage of {reading.coverage:g}% (coverage runs above 0 to at most 100%)")
+    if reading.rate is not None and not 0 < reading.rate <= MAX_RATE_PCT:
+        notes.append(f"an interest rate of {reading.rate:g}% (the calculator takes up to {MAX_RATE_PCT:g}%)")
+    if reading.tax_rate is not None and not 0 <= reading.tax_rate <= MAX_TAX_PCT:
+        notes.append(f"a tax rate of {reading.tax_rate:g}% (the calculator takes 0 to {MAX_TAX_PCT:g}%)")
+    return notes
+
+
+def _usable_far(far: float) -> bool:
+    return 0 < far <= MAX_FAR
+
+
+def _usable_coverage(coverage: float) -> bool:
+    return 0 < coverage <= 100
+
+
+def _needs_search(reading: Reading, available: set[str]) -> bool:
     if reading.lot_area is not None and (reading.far is not None or reading.coverage is not None):
-        # "lot x FAR" with the FAR given: arithmetic on the user's own figures.
-        return bool(reading.zones)
+        # "lot x FAR" with the FAR given: arithmetic on the user's own figures, unless there is no
+        # calculator to do it with (then the documents are all there is).
+        return bool(reading.zones) or "buildable_area" not in available
     # The documents hold nothing on mortgages: search only when the question is also about rules.
     return not _mortgage_inputs(reading) or bool(reading.topical or reading.zones or reading.wants_fee)
 
@@ -88,13 +128,15 @@ def _table_zones(reading: Reading) -> list[str]:
 def _buildable_input(reading: Reading) -> dict[str, Any] | None:
     if reading.lot_area is None or not (reading.wants_buildable or reading.far is not None):
         return None
+    if reading.lot_area <= 0:
+        return None
     tool_input: dict[str, Any] = {"lot_area_sqft": reading.lot_area}
     zones = _table_zones(reading)
     if zones:
         tool_input["zone"] = zones[0]
-    if reading.far is not None:
+    if reading.far is not None and _usable_far(reading.far):
         tool_input["far"] = reading.far
-    if reading.coverage is not None:
+    if reading.coverage is not None and _usable_coverage(reading.coverage):
         tool_input["lot_coverage"] = reading.coverage
     if len(tool_input) == 1:
         return None  # neither a zone nor a FAR or coverage: nothing says how much
@@ -131,9 +173,9 @@ def _mortgage_inputs(reading: Reading) -> list[dict[str, Any]]:
         tool_input["down_payment_pct"] = reading.down_pct
     elif reading.down_amount is not None and 0 < reading.down_amount < price:
         tool_input["down_payment_pct"] = round(reading.down_amount / price * 100, 4)
-    if reading.rate is not None and 0 < reading.rate <= 30:
+    if reading.rate is not None and 0 < reading.rate <= MAX_RATE_PCT:
         tool_input["annual_rate_pct"] = reading.rate
-    if reading.tax_rate is not None and 0 <= reading.tax_rate <= 10:
+    if reading.tax_rate is not None and 0 <= reading.tax_rate <= MAX_TAX_PCT:
         tool_input["property_tax_rate_pct"] = reading.tax_rate
     insurance = reading.amount("insurance")
     if insurance is not None:
@@ -160,7 +202,7 @@ def plan_follow_up(
         reading.kind != "question"
         or reading.zones
         or "zoning_standards" not in available
-        or not STANDARDS_ASK.search(reading.question)
+        or not asks_rules_as_a_whole(reading.question)
         or any(o.name == "zoning_standards" for o in outcomes)
     ):
         return []
@@ -169,6 +211,32 @@ def plan_follow_up(
     named: list[str] = []
     for outcome in outcomes:
         if outcome.name == "search_knowledge_base" and outcome.status == "success":
-            named.extend(zone for zone in find_zones(outcome.text) if zone not in named)
+            # The first of the top passages whose own text names zones: a neighbourhood's first
+            # passage may be about its station, the next about its zoning pattern.
+            named = next((z for body in _passage_bodies(outcome.text)[:3] if (z := find_zones(body))), [])
+            break
     zones = [zone for zone in named if lookup_zone(zone) is not None][:MAX_ZONES]
     return [("zoning_standards", {"zone": zone}) for zone in zones]
+
+
+def asks_rules_as_a_whole(question: str) -> bool:
+    """Whether a question asks for the rules of building as a whole, naming no particular rule.
+
+    "What are the zoning requirements for a house on Capitol Hill?" does; "What are the rules for
+    building a deck?" and "What are the parking requirements …?" ask about one subject.
+    """
+    return bool(STANDARDS_ASK.search(question)) and not lexicon.names_a_rule(lexicon.words(question))
+
+
+def _passage_bodies(text: str) -> list[str]:
+    """The texts of the search result's passages in rank order, without citation lines or scores.
+
+    Only the bodies: a citation title ("Mid-rise and High-rise zones") names zones the passage
+    may not be about.
+    """
+    blocks = [block.strip().splitlines() for block in text.split("\n\n") if block.strip()]
+    return [
+        "\n".join(line for line in lines[1:] if not line.startswith("relevance "))
+        for lines in blocks
+        if lines and lines[0].startswith("[")
+    ]
