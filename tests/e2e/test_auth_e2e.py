@@ -43,20 +43,26 @@ def selador_token(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[GatewayProcess]:
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    env_file = tmp_path_factory.mktemp("env") / "auth.env"
+    env_file.write_text("# read by --env-file\nAUTH_MODE=jwt\nLIMIT_QUERIES_PER_MINUTE=2\n", encoding="utf-8")
     with start_gateway(
-        "--env",
-        "AUTH_MODE=jwt",
+        "--env-file",
+        str(env_file),
         "--env",
         f"AUTH_HS256_SECRET={SECRET}",
-        "--env",
-        "LIMIT_QUERIES_PER_MINUTE=2",
         "--env",
         "LOCAL_MODEL_TOKEN_DELAY_MS=0",
         "--env",
         "RUN_MODE=inline",
     ) as gateway:
         yield gateway
+
+
+def test_the_banner_shows_settings_but_never_the_secret(secured: GatewayProcess) -> None:
+    assert "AUTH_MODE=jwt" in secured.output and "LIMIT_QUERIES_PER_MINUTE=2" in secured.output
+    assert "AUTH_HS256_SECRET=****" in secured.output
+    assert SECRET not in secured.output
 
 
 async def handshake_status(url: str) -> int:

@@ -235,6 +235,16 @@ HTTP_CASES: list[tuple[str, str, str, str | None, dict[str, str], int, str]] = [
         "query_type: must be one of",
     ),
     ("deeply-nested", "POST", "/invoke", "[" * 15_000 + "]" * 15_000, JSON, 400, "nested too deeply"),
+    ("not-utf8", "POST", "/invoke", b'{"question": "\xff"}', JSON, 400, "not valid UTF-8 JSON: byte 0xff"),
+    (
+        "over-128-kib-in-bytes",
+        "POST",
+        "/invoke",
+        json.dumps({"question": "\u00e9" * 70_000}, ensure_ascii=False),
+        JSON,
+        413,
+        "at most 131072 bytes",
+    ),
     ("unknown-path", "GET", "/nowhere", None, {}, 404, "Not Found"),
 ]
 
@@ -247,7 +257,7 @@ def test_bad_http_request_answers_a_4xx_naming_the_problem(
     gateway: GatewayProcess,
     method: str,
     path: str,
-    body: str | None,
+    body: str | bytes | None,
     headers: dict[str, str],
     status: int,
     expected: str,

@@ -63,6 +63,33 @@ def test_bad_requests_get_a_4xx_naming_the_problem(
         assert "Traceback" not in response["body"]
 
 
+@pytest.mark.parametrize("make_event", [http_v2_event, rest_v1_event])
+def test_a_body_that_is_not_utf8_is_a_400_naming_the_byte(context, make_event) -> None:
+    # API Gateway hands a body that is not text to the function base64-encoded.
+    body = b'{"question": "\xff\xfe", "query_type": "zoning"}'
+    response = lambda_handler(make_event("POST", "/invoke", body=body, headers=JSON), context)
+    assert response["statusCode"] == 400, response
+    assert body_of(response)["error"] == "the body is not valid UTF-8 JSON: byte 0xff at position 14"
+
+
+def test_a_body_marked_base64_that_is_not_is_a_400(context) -> None:
+    event = http_v2_event("POST", "/invoke", body="not base64 ***", headers=JSON)
+    event["isBase64Encoded"] = True
+    response = lambda_handler(event, context)
+    assert response["statusCode"] == 400
+    assert "marked base64" in body_of(response)["error"]
+
+
+def test_the_size_limit_counts_bytes_not_characters(context) -> None:
+    # 70,000 two-byte characters: under 128 KiB in characters, over it in bytes.
+    question = "\u00e9" * 70_000
+    body = json.dumps({"question": question, "query_type": "zoning"}, ensure_ascii=False)
+    assert len(body) < 131_072 < len(body.encode())
+    response = lambda_handler(http_v2_event("POST", "/invoke", body=body, headers=JSON), context)
+    assert response["statusCode"] == 413
+    assert f"(it has {len(body.encode())})" in body_of(response)["error"]
+
+
 def test_cors_headers_are_present(context) -> None:
     event = http_v2_event("GET", "/health", headers={"origin": "https://app.example"})
     response = lambda_handler(event, context)

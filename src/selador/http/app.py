@@ -9,6 +9,7 @@ here imports the agent stack; executing a run does, elsewhere.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import time
@@ -178,21 +179,44 @@ def _read_query() -> tuple[str | None, QueryRequest]:
             f"Content-Type must be application/json, not {content_type[:60]}",
             "bad_request",
         )
-    body: str | bytes | None = event.decoded_body if event.is_base64_encoded else event.body
-    if body is not None and len(body) > MAX_MESSAGE_BYTES:
+    raw = _body_bytes(event.body, bool(event.is_base64_encoded))
+    if len(raw) > MAX_MESSAGE_BYTES:
         # The HTTP API accepts 10 MB; the WebSocket API's 128 KiB is the protocol's message limit.
         raise HttpError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"the body must be at most {MAX_MESSAGE_BYTES} bytes",
+            f"the body must be at most {MAX_MESSAGE_BYTES} bytes (it has {len(raw)})",
             "bad_request",
         )
     try:
-        request = parse_query(decode_json(body))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"the body is not valid UTF-8 JSON: byte 0x{raw[exc.start]:02x} at position {exc.start}",
+            "bad_request",
+        ) from None
+    try:
+        request = parse_query(decode_json(text))
     except ProtocolError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, str(exc), "bad_request") from None
     logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
     logger.debug("question", extra={"question": request.question, "context": request.context})
     return principal, request
+
+
+def _body_bytes(body: str | None, is_base64: bool) -> bytes:
+    """The request body as the client sent it: its bytes, which is what the size limit counts."""
+    if not body:
+        return b""
+    if not is_base64:
+        # "surrogatepass": a JSON event may carry lone surrogates; they fail as UTF-8 below.
+        return body.encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(body, validate=True)
+    except ValueError:
+        raise HttpError(
+            HTTPStatus.BAD_REQUEST, "the body is marked base64 but is not", "bad_request"
+        ) from None
 
 
 def _start(runs: Runs, request: QueryRequest, principal: str | None) -> Started:

@@ -372,7 +372,7 @@ def rest_v1_event(
     method: str,
     path: str,
     *,
-    body: str | None = None,
+    body: str | bytes | None = None,
     headers: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
     stage: str = DEFAULT_STAGE,
@@ -384,7 +384,7 @@ def rest_v1_event(
     Args:
         method: HTTP method.
         path: Resource path.
-        body: Request body.
+        body: Request body (bytes are sent base64-encoded, as for a binary media type).
         headers: Request headers.
         query: Query-string parameters.
         stage: Stage name.
@@ -419,6 +419,6 @@ def rest_v1_event(
             "resourcePath": path,
             "stage": stage,
         },
-        "body": body,
-        "isBase64Encoded": False,
+        "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
+        "isBase64Encoded": isinstance(body, bytes),
     }

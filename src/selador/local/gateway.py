@@ -50,7 +50,9 @@ from selador.local.events import (
     new_connection_id,
     select_route,
 )
+from selador.local.guard import HostPolicy, LocalGuard
 from selador.local.runtime import Invocation, LambdaRuntime
+from selador.redaction import redact
 
 log = logging.getLogger("selador.gateway")
 
@@ -103,6 +105,8 @@ class GatewayOptions:
         async_retry_delay: Seconds before the first retry; the second waits twice as long.
         async_duplicate_rate: Fraction of ``Event`` invocations delivered twice (at-least-once).
         disconnect_drop_rate: Fraction of ``$disconnect`` invocations skipped (best-effort delivery).
+        bound_host: The address served, accepted as a ``Host`` (``0.0.0.0``/``::``: any IP literal).
+        allowed_hosts: More host names accepted as a ``Host`` and in a browser ``Origin``.
     """
 
     stage: str = DEFAULT_STAGE
@@ -123,6 +127,8 @@ class GatewayOptions:
     async_retry_delay: float = 1.0
     async_duplicate_rate: float = 0.0
     disconnect_drop_rate: float = 0.0
+    bound_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -182,7 +188,8 @@ class Connection:
             "connectionId": self.connection_id,
             "state": self.state,
             "path": self.path,
-            "query": self.query,
+            # A browser's only way to send a credential on a WebSocket is the query string.
+            "query": redact(self.query),
             "connectedAt": self.connected_at,
             "lastActiveAt": self.last_active_at,
             "framesDelivered": self.frames_delivered,
@@ -254,7 +261,7 @@ class Gateway:
 
     # ------------------------------------------------------------------------------ app wiring
 
-    def _build_app(self) -> Starlette:
+    def _build_app(self) -> LocalGuard:
         stage = self.options.stage
         routes: list[Route | WebSocketRoute] = [
             WebSocketRoute(f"/{stage}", self._websocket),
@@ -269,7 +276,10 @@ class Gateway:
         ]
         for method, path in self.options.http_routes:
             routes.append(Route(path, self._http_route(method, path), methods=[method]))
-        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        policy = HostPolicy(self.options.bound_host, self.options.allowed_hosts)
+        self.guard = LocalGuard(app, policy, protected=("/2015-03-31/functions/", STATS_PATH))
+        return self.guard
 
     def start(self) -> None:
         """Start enforcing the idle and duration limits; call on the serving event loop."""
@@ -669,6 +679,7 @@ class Gateway:
             "invocations_total": self.runtime.total,
             "invocation_errors": self.runtime.errors,
             "connections_open": sum(1 for c in self.connections.values() if c.state == "open"),
+            "requests_refused_403": self.guard.refused,
             "connections": [c.summary() for c in self.connections.values()],
         }
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,137 +35,35 @@ import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode, Frame
 
+from selador.local.banner import banner as ready_banner
+from selador.local.banner import runtime_summary
+from selador.local.environment import (
+    LOCAL_REGION,
+    Endpoints,
+    EnvFileError,
+    build_environment,
+    key_values,
+    local_overrides,
+    read_env_file,
+)
 from selador.local.gateway import (
     MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
     ROUTE_SELECTION_EXPRESSION,
-    STATS_PATH,
     Gateway,
     GatewayOptions,
 )
-from selador.local.processes import ProcessRuntime, default_workers
+from selador.local.http_protocol import HeadLimitedH11Protocol
+from selador.local.processes import ProcessRuntime
 from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
-from selador.local.template import FunctionConfig, TemplateError, load_template, load_yaml
-from selador.settings import SettingsError, load_settings
+from selador.local.template import TemplateError, load_template, load_yaml
+from selador.settings import SettingsError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3001
-LOCAL_REGION = "us-west-2"
 LAMBDA_DEFAULT_ASYNC_RETRIES = 2
 
 log = logging.getLogger("selador.gateway")
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a running gateway answers.
-
-    Attributes:
-        host: Bound address.
-        port: Bound port.
-        stage: WebSocket stage.
-    """
-
-    host: str
-    port: int
-    stage: str
-
-    @property
-    def base(self) -> str:
-        """``http://host:port`` (IPv6 addresses bracketed)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """The WebSocket URL clients connect to."""
-        return "ws" + self.base[4:] + f"/{self.stage}"
-
-    @property
-    def http_url(self) -> str:
-        """Base URL of the HTTP API routes."""
-        return self.base
-
-    @property
-    def management_endpoint(self) -> str:
-        """``WEBSOCKET_MANAGEMENT_ENDPOINT`` for the handler's boto3 client."""
-        return f"{self.base}/{self.stage}"
-
-    @property
-    def lambda_endpoint(self) -> str:
-        """``LAMBDA_ENDPOINT`` for the handler's boto3 Lambda client."""
-        return self.base
-
-
-# ---------------------------------------------------------------------------------- environment
-
-
-def local_overrides(endpoints: Endpoints, *, function_name: str, sqlite_path: str) -> dict[str, str]:
-    """The variables that point the handler at this machine instead of AWS.
-
-    Args:
-        endpoints: The gateway's addresses.
-        function_name: ``AWS_LAMBDA_FUNCTION_NAME``.
-        sqlite_path: The connection store file for this gateway run.
-
-    Returns:
-        Variable name to value, applied over the template's environment.
-    """
-    return {
-        "MODEL_PROVIDER": "local",
-        "KNOWLEDGE_BASE_ID": "",
-        "CONNECTIONS_TABLE": "",
-        "SQLITE_PATH": sqlite_path,
-        "WEBSOCKET_MANAGEMENT_ENDPOINT": endpoints.management_endpoint,
-        "LAMBDA_ENDPOINT": endpoints.lambda_endpoint,
-        "AWS_LAMBDA_FUNCTION_NAME": function_name,
-        "AWS_REGION": LOCAL_REGION,
-        "AWS_DEFAULT_REGION": LOCAL_REGION,
-    }
-
-
-def build_environment(
-    template_env: Mapping[str, str],
-    overrides: Mapping[str, str],
-    cli_env: Mapping[str, str],
-    *,
-    memory_size: int,
-    inherited: Mapping[str, str],
-) -> dict[str, str]:
-    """The handler's environment: template, then local overrides, then ``--env``.
-
-    Lambda's own variables (memory, version, log group) are added, and dummy credentials when the
-    shell has none: boto3 signs every request, even to a local endpoint.
-
-    Args:
-        template_env: The function's resolved ``Environment.Variables``.
-        overrides: :func:`local_overrides`.
-        cli_env: ``--env KEY=VALUE`` pairs (win over everything).
-        memory_size: The function's memory in MB.
-        inherited: The current process environment (for the credentials check).
-
-    Returns:
-        Every variable to set.
-    """
-    env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_size), "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST"}
-    has_credentials = bool(inherited.get("AWS_ACCESS_KEY_ID") or inherited.get("AWS_PROFILE"))
-    if not has_credentials:
-        env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    env |= dict(template_env)
-    env |= dict(overrides)
-    env |= dict(cli_env)
-    env.setdefault("AWS_LAMBDA_LOG_GROUP_NAME", f"/aws/lambda/{env.get('AWS_LAMBDA_FUNCTION_NAME', '')}")
-    return env
-
-
-def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
-    result = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"selador serve: {flag} expects KEY=VALUE, got {pair!r}")
-        result[name] = value
-    return result
 
 
 def _async_retries(template_path: str, logical_id: str) -> int:
@@ -188,15 +86,25 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
     messages, so the frame check sits in the protocol, where frames are still visible.
 
     Args:
-        max_frame_bytes: Largest frame payload accepted.
+        max_frame_bytes: Largest frame payload accepted (0: no limit).
 
     Returns:
         A protocol class for ``uvicorn.Config(ws=...)``.
     """
 
     class FrameLimitedProtocol(WebSocketsSansIOProtocol):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.close_sent:
+                # A handshake the WebSocket library refused (a header line over 8 KiB, too many
+                # headers, not HTTP): it has queued its 4xx answer (or nothing), but uvicorn
+                # neither writes it nor closes, and the client would wait forever.
+                self.close_sent = True
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.transport.close()
+
         def _too_big(self, event: Frame) -> bool:
-            if len(event.data) <= max_frame_bytes:
+            if not max_frame_bytes or len(event.data) <= max_frame_bytes:
                 return False
             if not self.close_sent:
                 self.conn.fail(
@@ -217,6 +125,24 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
         def handle_cont(self, event: Frame) -> None:
             if not self._too_big(event):
                 super().handle_cont(event)
+
+        def send_receive_event_to_app(self) -> None:
+            if self.curr_msg_data_type == "text" and not self.close_sent:
+                data = b"".join(self.frames)
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    # uvicorn would log this with a traceback; it is the client's error, one line.
+                    self.frames = []
+                    log.warning(
+                        "ws %s: closed with 1007, a text message is not valid UTF-8 (%s)",
+                        f"{self.client[0]}:{self.client[1]}" if self.client else "client",
+                        exc.reason,
+                    )
+                    self.conn.send_close(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")
+                    self.handle_parser_exception()
+                    return
+            super().send_receive_event_to_app()
 
         def connection_lost(self, exc: Exception | None) -> None:
             # uvicorn reports a connection that vanished without a close frame as 1005; API
@@ -323,7 +249,8 @@ def build_server(
     """
     config = uvicorn.Config(
         gateway.app,
-        ws=frame_limited_protocol(max_frame_bytes) if max_frame_bytes else "websockets-sansio",
+        http=HeadLimitedH11Protocol,
+        ws=frame_limited_protocol(max_frame_bytes),
         ws_max_size=gateway.options.max_message_bytes,
         # API Gateway negotiates no compression and sends no protocol pings of its own.
         ws_per_message_deflate=False,
@@ -418,6 +345,20 @@ def _parser() -> argparse.ArgumentParser:
     add("--handler", help="module.function to run instead of the template's Handler")
     add("--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable, wins over all")
     add(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="KEY=VALUE lines (dotenv), applied before --env; keeps secrets out of argv",
+    )
+    add(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name to accept (besides loopback and --host), e.g. one in /etc/hosts",
+    )
+    add(
         "--concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
@@ -475,85 +416,6 @@ def _rate(value: float, flag: str) -> float:
     return value
 
 
-def _shown(value: str) -> str:
-    return value if value else "''"
-
-
-def _banner(
-    endpoints: Endpoints,
-    *,
-    template_path: str,
-    function: FunctionConfig,
-    handler: str,
-    function_name: str,
-    options: GatewayOptions,
-    concurrency: int,
-    runtime: str,
-    max_frame_bytes: int,
-    applied: Mapping[str, str],
-    cli_env: Mapping[str, str],
-    unresolved: list[str],
-) -> str:
-    settings = load_settings()
-    if settings.provider == "local":
-        model = "offline responder (MODEL_PROVIDER=local)"
-    elif settings.provider == "ollama":
-        model = f"Ollama {settings.ollama_model} at {settings.ollama_host}"
-    elif settings.provider == "openai":
-        model = f"OpenAI-compatible {settings.openai_model} at {settings.openai_base_url}"
-    else:
-        model = f"Bedrock {settings.bedrock_model_id}"
-    if settings.provider in ("ollama", "openai"):
-        from importlib.util import find_spec
-
-        if find_spec(settings.provider) is None:  # the client library is an optional extra
-            model += f' (not installed: pip install -e ".[{settings.provider}]")'
-    if settings.knowledge_base_id:
-        knowledge = f"Bedrock Knowledge Base {settings.knowledge_base_id}"
-    else:
-        knowledge = "bundled local knowledge base (KNOWLEDGE_BASE_ID empty)"
-    timeout = f"{options.integration_timeout:g} s" if options.integration_timeout else "off"
-    frame = f"{max_frame_bytes // 1024} KiB" if max_frame_bytes else "off"
-    routes = ", ".join(f"{m} {p}" for m, p in options.http_routes) or "none"
-    store = (
-        f"DynamoDB {settings.connections_table}"
-        if settings.connections_table
-        else f"SQLite {settings.sqlite_path}"
-    )
-    overrides = ", ".join(f"{k}={_shown(v)}" for k, v in applied.items() if k not in cli_env)
-    lines = [
-        f"Selador local API Gateway ({template_path}: {function.logical_id}, {function.runtime}, "
-        f"timeout {function.timeout} s, {function.memory_size} MB)",
-        f"  WebSocket   {endpoints.ws_url}   (also {endpoints.ws_url.rsplit('/', 1)[0]}/)",
-        f"  HTTP        {endpoints.http_url}   {routes}",
-        f"  Management  {endpoints.management_endpoint}/@connections/{{connectionId}}",
-        f"  Lambda      {endpoints.lambda_endpoint}/2015-03-31/functions/{function_name}/invocations",
-        f"  Stats       {endpoints.base}{STATS_PATH}",
-        f"  Handler     {handler}",
-        f"  Runtime     {runtime}",
-        f"  Model       {model}",
-        f"  Knowledge   {knowledge}",
-        f"  Store       {store}",
-        f"  Routes      {', '.join(options.websocket_route_keys)} (selection {ROUTE_SELECTION_EXPRESSION})",
-        f"  Limits      message {options.max_message_bytes // 1024} KiB, frame {frame}, idle "
-        f"{options.idle_timeout:g} s, connection {options.max_connection_duration:g} s, integration "
-        f"timeout {timeout}, concurrency {concurrency}, async retries {options.async_retries}",
-        f"  Overrides   {overrides}",
-    ]
-    if cli_env:
-        lines.append("  --env       " + ", ".join(f"{k}={_shown(v)}" for k, v in cli_env.items()))
-    unset = [name for name in unresolved if name not in applied and name not in cli_env]
-    if unset:
-        lines.append("  Unset       " + ", ".join(unset) + " (the template's value needs a deployment)")
-    if options.inject_429 or options.async_duplicate_rate or options.disconnect_drop_rate:
-        lines.append(
-            f"  Faults      429 rate {options.inject_429:g}, async duplicates "
-            f"{options.async_duplicate_rate:g}, dropped $disconnect {options.disconnect_drop_rate:g}"
-        )
-    lines.append("Press Ctrl-C to stop.")
-    return "\n".join(lines)
-
-
 def _configure_logging(level: str) -> None:
     # Plain lines on stderr, apart from the handler's own logs: "selador.gateway" would otherwise
     # propagate into the handler's Powertools "selador" logger and come out as its JSON.
@@ -586,9 +448,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level)
-    cli_env = _key_values(args.env, "--env")
+    cli_env: dict[str, str] = {}
     try:
-        template = load_template(args.template, _key_values(args.parameter, "--parameter") or None)
+        for path in args.env_file:
+            cli_env |= read_env_file(path)
+    except EnvFileError as exc:
+        print(f"selador serve: {exc}", file=sys.stderr)
+        return 2
+    cli_env |= key_values(args.env, "--env")
+    try:
+        template = load_template(args.template, key_values(args.parameter, "--parameter") or None)
     except TemplateError as exc:
         print(f"selador serve: {exc}", file=sys.stderr)
         return 2
@@ -623,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         async_retry_delay=args.async_retry_delay,
         async_duplicate_rate=_rate(args.async_duplicates, "--async-duplicates"),
         disconnect_drop_rate=_rate(args.drop_disconnect, "--drop-disconnect"),
+        bound_host=args.host,
+        allowed_hosts=tuple(args.allow_host),
     )
     try:
         sock = bind_socket(args.host, args.port)
@@ -644,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         handler_spec = args.handler or function.handler
         try:
             handler = load_handler(handler_spec)
-            banner = _banner(
+            banner = ready_banner(
                 endpoints,
                 template_path=args.template,
                 function=function,
@@ -652,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 function_name=function_name,
                 options=options,
                 concurrency=args.concurrency,
-                runtime=_runtime_summary(args),
+                runtime=runtime_summary(args),
                 max_frame_bytes=args.max_frame_bytes,
                 applied=overrides,
                 cli_env=cli_env,
@@ -707,15 +578,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sock.close()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _runtime_summary(args: argparse.Namespace) -> str:
-    if args.isolation == "thread":
-        return f"threads of this process (--isolation thread), {args.concurrency} at once"
-    return (
-        f"{args.workers or default_workers()} front + {args.background_workers or default_workers()} "
-        f"background (Event, lower priority) worker processes, {args.concurrency} at once per pool"
-    )
 
 
 def _finish(runtime: LambdaRuntime, workdir: str, grace: float = 3.0) -> None:

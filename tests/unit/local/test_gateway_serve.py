@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from selador.local import serve
-from selador.local.serve import Endpoints, build_environment, local_overrides
+from selador.local.serve import Endpoints, build_environment, key_values, local_overrides
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,9 +64,9 @@ def test_async_retries_come_from_the_template(tmp_path: Path) -> None:
 
 
 def test_key_value_flags_are_checked() -> None:
-    assert serve._key_values(["A=1", "B=", "C=x=y"], "--env") == {"A": "1", "B": "", "C": "x=y"}
+    assert key_values(["A=1", "B=", "C=x=y"], "--env") == {"A": "1", "B": "", "C": "x=y"}
     with pytest.raises(SystemExit, match="--env expects KEY=VALUE"):
-        serve._key_values(["novalue"], "--env")
+        key_values(["novalue"], "--env")
 
 
 @pytest.fixture

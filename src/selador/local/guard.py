@@ -1,0 +1,154 @@
+"""What keeps the local gateway to its own machine: the pages a developer browses cannot use it.
+
+A developer runs ``selador serve`` with AWS credentials in the shell while browsing the web. Any
+page the browser opens can send requests to ``localhost``, and a DNS-rebinding page can do it under
+its own hostname, so :class:`LocalGuard`, an ASGI middleware in front of every route, refuses:
+
+* any request (HTTP or WebSocket handshake) whose ``Host`` is not an address the gateway serves:
+  the loopback names, the bound address, ``--allow-host`` names, and any IP literal when bound to
+  every interface (a rebinding page always comes through a DNS *name*);
+* on the endpoints that stand in for AWS's signed APIs (Lambda Invoke, ``@connections``) and on the
+  stats page: a browser ``Origin`` from elsewhere (browsers send it on every cross-origin POST and
+  DELETE, and ``Sec-Fetch-Site`` on every request), and a body typed as one of the three content
+  types a cross-origin "simple request" may carry without a preflight (``text/plain``,
+  ``multipart/form-data``, ``application/x-www-form-urlencoded``). boto3 sends no ``Content-Type``
+  on these calls, so an absent one is accepted; JSON types and ``application/octet-stream`` are too.
+
+The WebSocket and HTTP APIs themselves take any ``Origin``, as API Gateway does: they are the API a
+browser client is meant to call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - recognising a wildcard bind, not binding
+SIMPLE_CONTENT_TYPES = ("text/plain", "multipart/form-data", "application/x-www-form-urlencoded")
+"""The content types a cross-origin request may carry without a CORS preflight."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def host_name(value: str) -> str:
+    """The host of a ``Host`` header or URL authority, without port or IPv6 brackets, lower-cased.
+
+    Args:
+        value: ``localhost:3001``, ``[::1]:3001``, ``example.com``.
+
+    Returns:
+        The bare host name or address.
+    """
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value[1:]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HostPolicy:
+    """Which ``Host`` and ``Origin`` values belong to this gateway.
+
+    Args:
+        bound: The address the gateway listens on.
+        extra: More host names to accept (``--allow-host``), e.g. a name in ``/etc/hosts``.
+    """
+
+    def __init__(self, bound: str = "127.0.0.1", extra: Iterable[str] = ()) -> None:
+        self.bound = host_name(bound)
+        self.any_ip = self.bound in WILDCARD_HOSTS
+        self.names = frozenset({*LOOPBACK_HOSTS, *(host_name(h) for h in extra)} | ({self.bound} - {""}))
+
+    def allows_host(self, host: str) -> bool:
+        """Whether a ``Host`` header (port allowed) names this gateway."""
+        name = host_name(host)
+        return name in self.names or (self.any_ip and _is_ip(name))
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a browser ``Origin`` is a page served from this machine (any port)."""
+        parts = urlsplit(origin.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False  # "null" (sandboxed frames, file: pages) and anything malformed
+        return self.allows_host(parts.netloc)
+
+
+class LocalGuard:
+    """ASGI middleware applying :class:`HostPolicy` (see the module docstring).
+
+    Args:
+        app: The gateway's application.
+        policy: Hosts and origins to accept.
+        protected: Path prefixes of the Lambda API and the stats page (``@connections`` paths are
+            recognised under any stage).
+    """
+
+    def __init__(self, app: ASGIApp, policy: HostPolicy, protected: Iterable[str]) -> None:
+        self.app = app
+        self.policy = policy
+        self.protected = tuple(protected)
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse or pass on one connection."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        problem = self.problem(scope)
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        self.refused += 1
+        body = json.dumps({"message": f"Forbidden: {problem}"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def problem(self, scope: Scope) -> str | None:
+        """Why a request is refused, or ``None`` when it may pass."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if not self.policy.allows_host(host):
+            return (
+                f"Host {host!r} is not an address this gateway serves "
+                "(loopback, the --host address, or an --allow-host name)"
+            )
+        path = scope.get("path", "")
+        if not (path.startswith(self.protected) or "/@connections/" in path):
+            return None
+        origin = headers.get("origin")
+        if origin is not None and not self.policy.allows_origin(origin):
+            return f"requests from the web page at {origin!r} cannot use this local AWS endpoint"
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            return "a browser request from another site cannot use this local AWS endpoint"
+        content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type in SIMPLE_CONTENT_TYPES:
+            return (
+                f"Content-Type {content_type!r} is not accepted here; send application/json "
+                "(or no Content-Type, as boto3 does)"
+            )
+        return None
+
+
+__all__ = ["LOOPBACK_HOSTS", "SIMPLE_CONTENT_TYPES", "HostPolicy", "LocalGuard", "host_name"]
