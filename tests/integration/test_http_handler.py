@@ -80,6 +80,15 @@ def test_a_body_marked_base64_that_is_not_is_a_400(context) -> None:
     assert "marked base64" in body_of(response)["error"]
 
 
+@pytest.mark.parametrize("body", [{"question": "q"}, 7, ["x"]])
+def test_a_forged_event_whose_body_is_not_a_string_is_a_400(context, body) -> None:
+    event = http_v2_event("POST", "/invoke", body="{}", headers=JSON)
+    event["body"] = body
+    response = lambda_handler(event, context)
+    assert response["statusCode"] == 400
+    assert body_of(response)["error"] == "the event's body must be a string"
+
+
 def test_the_size_limit_counts_bytes_not_characters(context) -> None:
     # 70,000 two-byte characters: under 128 KiB in characters, over it in bytes.
     question = "\u00e9" * 70_000

@@ -204,10 +204,13 @@ def _read_query() -> tuple[str | None, QueryRequest]:
     return principal, request
 
 
-def _body_bytes(body: str | None, is_base64: bool) -> bytes:
+def _body_bytes(body: object, is_base64: bool) -> bytes:
     """The request body as the client sent it: its bytes, which is what the size limit counts."""
-    if not body:
+    if body is None or body == "":
         return b""
+    if not isinstance(body, str):
+        # Only a forged event gets here (API Gateway always sends a string or null).
+        raise HttpError(HTTPStatus.BAD_REQUEST, "the event's body must be a string", "bad_request")
     if not is_base64:
         # "surrogatepass": a JSON event may carry lone surrogates; they fail as UTF-8 below.
         return body.encode("utf-8", "surrogatepass")

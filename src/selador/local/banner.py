@@ -1,7 +1,8 @@
 """What ``selador serve`` prints when it is ready: every address, setting and override in use.
 
-Values of credential-named variables (``*SECRET*``, ``*TOKEN*``, ``*PASSWORD*``, ``*API_KEY*``…) are
-masked wherever the banner shows the environment, and a bind address other than loopback adds a
+Values of credential-named variables (``*SECRET*``, ``*TOKEN*``, ``*PASS*``, ``*API_KEY*``,
+``*_KEY``…) and the password in any ``scheme://user:password@`` URL are masked wherever the banner
+shows the environment, and a bind address other than loopback adds a
 warning naming what the network can then reach.
 """
 
@@ -19,9 +20,10 @@ from selador.local.template import FunctionConfig
 from selador.settings import load_settings
 
 _CREDENTIAL_NAME = re.compile(
-    r"SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_KEY|SESSION|COOKIE|AUTH_?KEY",
+    r"SECRET|TOKEN|PASS|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_KEY|SESSION|COOKIE|_KEY$|_PAT$|DSN",
     re.IGNORECASE,
 )
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
 MASK = "****"
 
 
@@ -34,7 +36,10 @@ def shown(name: str, value: str) -> str:
     """``NAME=value`` as the banner prints it: credentials masked, empty values as ``''``."""
     if not value:
         return f"{name}=''"
-    return f"{name}={MASK}" if is_credential_name(name) else f"{name}={value}"
+    if is_credential_name(name):
+        return f"{name}={MASK}"
+    # DATABASE_URL=postgres://user:password@host: the name says nothing, the URL does.
+    return f"{name}={_URL_PASSWORD.sub(lambda m: f'{m.group(1)}:{MASK}@', value)}"
 
 
 def exposure_warning(host: str) -> str | None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 LOCAL_REGION = "us-west-2"
 """The region a local run reports (ids, ARNs, ``AWS_REGION``)."""
+# A quoted value, then optionally a comment: KEY="a # b"  # note
+_QUOTED = re.compile(r"""^(['"])(.*?)(?<!\\)\1\s*(?:#.*)?$""")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
@@ -135,8 +137,10 @@ def key_values(pairs: list[str], flag: str) -> dict[str, str]:
 def read_env_file(path: str | Path) -> dict[str, str]:
     r"""Read a dotenv-style file: ``KEY=VALUE`` lines, ``#`` comments, blank lines, ``export KEY=…``.
 
-    A value may be quoted with ``'`` or ``"`` (the quotes are removed; inside double quotes ``\n``
-    is a newline); an unquoted value ends at `` #``.
+    A value may be quoted with ``'`` or ``"`` and followed by a comment (the quotes are removed;
+    inside double quotes ``\n`` and ``\t`` are a newline and a tab and a backslash escapes any
+    other character); an unquoted value ends at whitespace followed by ``#``. A leading
+    byte-order mark is ignored.
 
     Args:
         path: The file.
@@ -148,7 +152,8 @@ def read_env_file(path: str | Path) -> dict[str, str]:
         EnvFileError: when the file cannot be read or a line is not ``KEY=VALUE``.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: editors on Windows start files with a byte-order mark.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise EnvFileError(f"--env-file {path}: cannot read it ({exc})") from None
     values: dict[str, str] = {}
@@ -159,12 +164,17 @@ def read_env_file(path: str | Path) -> dict[str, str]:
         if match is None:
             raise EnvFileError(f"--env-file {path}, line {number}: expected KEY=VALUE")
         name, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            quote, value = value[0], value[1:-1]
+        quoted = _QUOTED.match(value)
+        if quoted:
+            quote, value = quoted.group(1), quoted.group(2)
             if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
+                value = re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), value)
+        elif value[:1] in ("'", '"'):
+            raise EnvFileError(
+                f"--env-file {path}, line {number}: the quote that opens {name}'s value never closes"
+            )
+        else:
+            value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
         values[name] = value
     return values
 

@@ -50,9 +50,8 @@ from selador.local.events import (
     new_connection_id,
     select_route,
 )
-from selador.local.guard import HostPolicy, LocalGuard
+from selador.local.guard import HostPolicy, LocalGuard, redact_query
 from selador.local.runtime import Invocation, LambdaRuntime
-from selador.redaction import redact
 
 log = logging.getLogger("selador.gateway")
 
@@ -107,6 +106,7 @@ class GatewayOptions:
         disconnect_drop_rate: Fraction of ``$disconnect`` invocations skipped (best-effort delivery).
         bound_host: The address served, accepted as a ``Host`` (``0.0.0.0``/``::``: any IP literal).
         allowed_hosts: More host names accepted as a ``Host`` and in a browser ``Origin``.
+        allowed_origins: Web pages from elsewhere allowed to open the WebSocket API (``*``: any).
     """
 
     stage: str = DEFAULT_STAGE
@@ -129,6 +129,7 @@ class GatewayOptions:
     disconnect_drop_rate: float = 0.0
     bound_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Connection:
             "state": self.state,
             "path": self.path,
             # A browser's only way to send a credential on a WebSocket is the query string.
-            "query": redact(self.query),
+            "query": redact_query(self.query),
             "connectedAt": self.connected_at,
             "lastActiveAt": self.last_active_at,
             "framesDelivered": self.frames_delivered,
@@ -277,7 +278,7 @@ class Gateway:
         for method, path in self.options.http_routes:
             routes.append(Route(path, self._http_route(method, path), methods=[method]))
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
-        policy = HostPolicy(self.options.bound_host, self.options.allowed_hosts)
+        policy = HostPolicy(self.options.bound_host, self.options.allowed_hosts, self.options.allowed_origins)
         self.guard = LocalGuard(app, policy, protected=("/2015-03-31/functions/", STATS_PATH))
         return self.guard
 

@@ -8,23 +8,31 @@ its own hostname, so :class:`LocalGuard`, an ASGI middleware in front of every r
   the loopback names, the bound address, ``--allow-host`` names, and any IP literal when bound to
   every interface (a rebinding page always comes through a DNS *name*);
 * on the endpoints that stand in for AWS's signed APIs (Lambda Invoke, ``@connections``) and on the
-  stats page: a browser ``Origin`` from elsewhere (browsers send it on every cross-origin POST and
-  DELETE, and ``Sec-Fetch-Site`` on every request), and a body typed as one of the three content
-  types a cross-origin "simple request" may carry without a preflight (``text/plain``,
-  ``multipart/form-data``, ``application/x-www-form-urlencoded``). boto3 sends no ``Content-Type``
-  on these calls, so an absent one is accepted; JSON types and ``application/octet-stream`` are too.
+  stats page: any browser request but the gateway's own pages' (an ``Origin`` other than the
+  gateway's, which browsers send on every cross-origin POST and DELETE; a ``Sec-Fetch-Site`` other
+  than ``none``/``same-origin``, which they send to loopback on every request), and a body typed as
+  one of the three content types a cross-origin "simple request" may carry without a preflight
+  (``text/plain``, ``multipart/form-data``, ``application/x-www-form-urlencoded``). boto3 sends no
+  ``Content-Type`` and no ``Origin`` on these calls, so their absence is accepted;
+* a WebSocket handshake from a page that is not this machine's (``Origin`` with a loopback name,
+  the bound address or an ``--allow-host`` name, any port) unless ``--allow-origin`` names it. API
+  Gateway takes any origin, but there the handler runs with its own role; here it runs with the
+  developer's credentials, so any site could spend them (a Bedrock model, a knowledge base).
 
-The WebSocket and HTTP APIs themselves take any ``Origin``, as API Gateway does: they are the API a
-browser client is meant to call.
+The HTTP API takes any ``Origin``: a cross-origin page can only send it a "simple request", and
+the handler refuses every content type but ``application/json`` (415) before doing anything.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
+
+from selador.redaction import REDACTED, redact_text
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - recognising a wildcard bind, not binding
@@ -71,10 +79,14 @@ class HostPolicy:
         extra: More host names to accept (``--allow-host``), e.g. a name in ``/etc/hosts``.
     """
 
-    def __init__(self, bound: str = "127.0.0.1", extra: Iterable[str] = ()) -> None:
+    def __init__(
+        self, bound: str = "127.0.0.1", extra: Iterable[str] = (), origins: Iterable[str] = ()
+    ) -> None:
         self.bound = host_name(bound)
         self.any_ip = self.bound in WILDCARD_HOSTS
         self.names = frozenset({*LOOPBACK_HOSTS, *(host_name(h) for h in extra)} | ({self.bound} - {""}))
+        # Pages allowed to open the WebSocket API besides this machine's: an exact origin, or "*".
+        self.origins = frozenset(o.strip().rstrip("/").lower() for o in origins)
 
     def allows_host(self, host: str) -> bool:
         """Whether a ``Host`` header (port allowed) names this gateway."""
@@ -82,11 +94,22 @@ class HostPolicy:
         return name in self.names or (self.any_ip and _is_ip(name))
 
     def allows_origin(self, origin: str) -> bool:
-        """Whether a browser ``Origin`` is a page served from this machine (any port)."""
+        """Whether a browser ``Origin`` is a page served from this machine (any port) or allowed.
+
+        A page from a bare IP address is not "this machine" even when the gateway listens on every
+        interface: any site on the internet can be served from an IP literal.
+        """
+        if "*" in self.origins or origin.strip().rstrip("/").lower() in self.origins:
+            return True
         parts = urlsplit(origin.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False  # "null" (sandboxed frames, file: pages) and anything malformed
-        return self.allows_host(parts.netloc)
+        return host_name(parts.netloc) in self.names and not (self.any_ip and parts.hostname == self.bound)
+
+    def same_origin(self, origin: str, host: str) -> bool:
+        """Whether ``Origin`` is the gateway itself (the scheme ignored: it serves plain HTTP only)."""
+        parts = urlsplit(origin.strip())
+        return bool(parts.netloc) and parts.netloc.lower() == host.strip().lower()
 
 
 class LocalGuard:
@@ -135,13 +158,19 @@ class LocalGuard:
                 "(loopback, the --host address, or an --allow-host name)"
             )
         path = scope.get("path", "")
-        if not (path.startswith(self.protected) or "/@connections/" in path):
-            return None
         origin = headers.get("origin")
-        if origin is not None and not self.policy.allows_origin(origin):
+        if not (path.startswith(self.protected) or "/@connections/" in path):
+            if scope["type"] == "websocket" and origin is not None and not self.policy.allows_origin(origin):
+                return (
+                    f"the web page at {origin!r} may not open this local WebSocket API (it would run "
+                    "the handler with this machine's credentials); allow it with --allow-origin"
+                )
+            return None
+        # The stand-ins for AWS's signed APIs: no web page but the gateway's own may call them.
+        if origin is not None and not self.policy.same_origin(origin, host):
             return f"requests from the web page at {origin!r} cannot use this local AWS endpoint"
-        if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-            return "a browser request from another site cannot use this local AWS endpoint"
+        if headers.get("sec-fetch-site", "none") not in ("none", "same-origin"):
+            return "a browser request from another page cannot use this local AWS endpoint"
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type in SIMPLE_CONTENT_TYPES:
             return (
@@ -151,4 +180,22 @@ class LocalGuard:
         return None
 
 
-__all__ = ["LOOPBACK_HOSTS", "SIMPLE_CONTENT_TYPES", "HostPolicy", "LocalGuard", "host_name"]
+_CREDENTIAL_KEY = re.compile(
+    r"token|key|auth|jwt|sig|secret|pass|session|credential|security|cookie|code|bearer", re.IGNORECASE
+)
+
+
+def redact_query(query: Mapping[str, str]) -> dict[str, str]:
+    """A query string's parameters with every credential-like value masked, for stats.
+
+    Broader than log redaction: any key that might hold a credential (``token``, ``api_key``,
+    ``X-Amz-Security-Token``, ``X-Amz-Signature``, ``auth``, ``jwt``, ``code``…) and any value shaped
+    like one is masked; plain tags (``?tag=soak-1``) stay readable.
+    """
+    return {
+        name: REDACTED if _CREDENTIAL_KEY.search(name) else redact_text(value)
+        for name, value in query.items()
+    }
+
+
+__all__ = ["LOOPBACK_HOSTS", "SIMPLE_CONTENT_TYPES", "HostPolicy", "LocalGuard", "host_name", "redact_query"]

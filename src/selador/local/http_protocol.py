@@ -5,16 +5,21 @@ one piece, then refused by the WebSocket library, and the connection was neither
 closed. Here every request head (request line and headers, WebSocket handshakes included) is
 measured as it arrives; past :data:`MAX_HEAD_BYTES` the client gets ``431 Request Header Fields
 Too Large`` with a JSON message naming the limit, and the connection is closed at once.
+
+Pipelined requests (a second head in the same read as the first request) are measured by h11's
+own limit only (``h11_max_incomplete_event_size``); no browser or SDK pipelines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 MAX_HEAD_BYTES = 10 * 1024
 """API Gateway's quota on the combined size of the request line and header values (10,240 bytes)."""
 
@@ -34,12 +39,12 @@ class HeadLimitedH11Protocol(H11Protocol):
             return  # the rest of a refused head, arriving while the connection closes
         if self.conn.their_state is h11.IDLE:
             head = self._head + data
-            end = head.find(b"\r\n\r\n")
-            size = len(head) if end < 0 else end + 4
+            end = _HEAD_END.search(head)  # h11 also takes bare LF line ends
+            size = len(head) if end is None else end.end()
             if size > self.max_head_bytes:
                 self._refuse(size)
                 return
-            self._head = head if end < 0 else b""
+            self._head = head if end is None else b""
         else:
             self._head = b""
         super().data_received(data)

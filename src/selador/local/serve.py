@@ -34,6 +34,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode, Frame
+from websockets.protocol import State
 
 from selador.local.banner import banner as ready_banner
 from selador.local.banner import runtime_summary
@@ -126,6 +127,13 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
             if not self._too_big(event):
                 super().handle_cont(event)
 
+        async def send(self, message: Any) -> None:
+            await super().send(message)
+            if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+                # A refused handshake (denial response) is a complete answer; without this uvicorn
+                # logs "ASGI callable returned without completing handshake" for every refusal.
+                self.handshake_complete = True
+
         def send_receive_event_to_app(self) -> None:
             if self.curr_msg_data_type == "text" and not self.close_sent:
                 data = b"".join(self.frames)
@@ -134,13 +142,16 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
                 except UnicodeDecodeError as exc:
                     # uvicorn would log this with a traceback; it is the client's error, one line.
                     self.frames = []
+                    closing = self.conn.state is not State.OPEN
                     log.warning(
-                        "ws %s: closed with 1007, a text message is not valid UTF-8 (%s)",
+                        "ws %s: %s, a text message is not valid UTF-8 (%s)",
                         f"{self.client[0]}:{self.client[1]}" if self.client else "client",
+                        "message dropped (the client is closing)" if closing else "closed with 1007",
                         exc.reason,
                     )
-                    self.conn.send_close(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")
-                    self.handle_parser_exception()
+                    if not closing:  # else the client's close frame, in the same read, ends it
+                        self.conn.send_close(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")
+                        self.handle_parser_exception()
                     return
             super().send_receive_event_to_app()
 
@@ -359,6 +370,14 @@ def _parser() -> argparse.ArgumentParser:
         help="another Host name to accept (besides loopback and --host), e.g. one in /etc/hosts",
     )
     add(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web page from elsewhere allowed to open the WebSocket API, e.g. https://app.example "
+        "('*': any; pages on this machine always may)",
+    )
+    add(
         "--concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
@@ -494,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         disconnect_drop_rate=_rate(args.drop_disconnect, "--drop-disconnect"),
         bound_host=args.host,
         allowed_hosts=tuple(args.allow_host),
+        allowed_origins=tuple(args.allow_origin),
     )
     try:
         sock = bind_socket(args.host, args.port)

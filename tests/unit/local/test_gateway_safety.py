@@ -19,6 +19,7 @@ import httpx
 import pytest
 from botocore.config import Config
 from test_gateway import WAIT, closed_code, gateway, management, ws_connect
+from websockets.exceptions import InvalidStatus
 
 from selador.local.banner import MASK, exposure_warning, shown
 from selador.local.environment import EnvFileError, read_env_file
@@ -71,6 +72,10 @@ def test_a_wildcard_bind_accepts_ip_literals_but_no_other_names() -> None:
     assert policy.allows_host("[fe80::1]:3001")
     assert policy.allows_host("devbox.lan:3001")
     assert not policy.allows_host("rebind.evil.example:3001")
+    # Any site can be served from a bare IP: an IP literal is a Host, never a trusted page.
+    assert not policy.allows_origin("http://203.0.113.5")
+    assert not policy.allows_origin("http://0.0.0.0:3001")
+    assert policy.allows_origin("http://devbox.lan:8080")
 
 
 def test_origins_from_this_machine_are_accepted_others_and_null_are_not() -> None:
@@ -79,6 +84,10 @@ def test_origins_from_this_machine_are_accepted_others_and_null_are_not() -> Non
     assert policy.allows_origin("https://127.0.0.1")
     for origin in ("https://evil.example", "null", "file://", "chrome-extension://abc", "http://"):
         assert not policy.allows_origin(origin), origin
+    allowed = HostPolicy("127.0.0.1", origins=["https://app.example"])
+    assert allowed.allows_origin("https://app.example")
+    assert not allowed.allows_origin("https://app.example.evil")
+    assert HostPolicy(origins=["*"]).allows_origin("https://anything.example")
 
 
 def test_a_foreign_host_is_refused_on_every_endpoint() -> None:
@@ -105,7 +114,9 @@ def test_a_foreign_host_is_refused_on_every_endpoint() -> None:
     [
         {"Origin": "https://evil.example"},
         {"Origin": "null"},
+        {"Origin": "http://localhost:5173"},  # another local app is another page
         {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},  # what Chromium sends from localhost:5173 to localhost:3001
         {"Content-Type": "text/plain;charset=UTF-8"},
         {"Content-Type": "application/x-www-form-urlencoded"},
         {"Content-Type": "multipart/form-data; boundary=x"},
@@ -130,7 +141,7 @@ def test_the_lambda_api_refuses_what_a_web_page_can_send(headers: dict[str, str]
     assert seen == [], "the handler must not run"
 
 
-def test_boto3_and_local_pages_still_reach_the_lambda_and_management_apis() -> None:
+def test_boto3_and_the_gateways_own_pages_still_reach_the_lambda_and_management_apis() -> None:
     with gateway(lambda event, _context: {"got": event}) as running:
         client = boto3.client(
             "lambda",
@@ -141,25 +152,46 @@ def test_boto3_and_local_pages_still_reach_the_lambda_and_management_apis() -> N
         answer = client.invoke(FunctionName="main-fn", Payload=b'{"a": 1}')
         assert json.loads(answer["Payload"].read()) == {"got": {"a": 1}}
         url = running.endpoints.lambda_endpoint + "/2015-03-31/functions/main-fn/invocations"
-        local_page = {"Origin": "http://localhost:5173", "Content-Type": "application/json"}
-        assert httpx.post(url, content=b'{"b": 2}', headers=local_page, timeout=WAIT).json() == {
+        own_page = {
+            "Origin": running.endpoints.base,
+            "Sec-Fetch-Site": "same-origin",
+            "Content-Type": "application/json",
+        }
+        assert httpx.post(url, content=b'{"b": 2}', headers=own_page, timeout=WAIT).json() == {
             "got": {"b": 2}
         }
+        typed_url = {"Sec-Fetch-Site": "none"}  # the stats URL typed into the address bar
+        stats = httpx.get(running.endpoints.base + "/_selador/stats", headers=typed_url, timeout=WAIT)
+        assert stats.status_code == 200
         with pytest.raises(management(running).exceptions.GoneException):
             management(running).post_to_connection(ConnectionId="nobody=", Data=b"{}")
 
 
-def test_the_websocket_and_http_apis_take_any_origin_as_api_gateway_does() -> None:
-    async def scenario(url: str) -> None:
-        async with ws_connect(url, origin="https://app.example") as ws:
+async def handshake_status(url: str, origin: str | None) -> int:
+    try:
+        async with ws_connect(url, origin=origin) as ws:
             await ws.send(json.dumps({"action": "ping"}))
+    except InvalidStatus as refused:
+        return refused.response.status_code
+    return 101
 
+
+def test_the_websocket_api_takes_this_machines_pages_and_allowed_origins_only() -> None:
     with gateway(echo) as running:
-        asyncio.run(scenario(running.endpoints.ws_url))
+        url = running.endpoints.ws_url
+        assert asyncio.run(handshake_status(url, None)) == 101  # not a browser
+        assert asyncio.run(handshake_status(url, "http://localhost:5173")) == 101
+        assert asyncio.run(handshake_status(url, "https://evil.example")) == 403
+        assert asyncio.run(handshake_status(url, "null")) == 403
+        assert running.gateway.stats()["connections_total"] == 2, "$connect never ran for the refused"
+        # The HTTP API takes any Origin, as API Gateway does (the handler wants application/json).
         response = httpx.get(
             running.endpoints.base + "/health", headers={"Origin": "https://app.example"}, timeout=WAIT
         )
         assert response.status_code == 200
+    with gateway(echo, allowed_origins=("https://app.example",)) as running:
+        assert asyncio.run(handshake_status(running.endpoints.ws_url, "https://app.example")) == 101
+        assert asyncio.run(handshake_status(running.endpoints.ws_url, "https://other.example")) == 403
 
 
 def test_stats_never_show_a_token_from_the_query_string() -> None:
@@ -171,8 +203,8 @@ def test_stats_never_show_a_token_from_the_query_string() -> None:
     secret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
 
     async def scenario(url: str) -> None:
-        with pytest.raises(Exception, match="401"):
-            async with ws_connect(f"{url}?token={secret}&room=7"):
+        with pytest.raises(InvalidStatus, match="401"):
+            async with ws_connect(f"{url}?token={secret}&room=7&api_key=k1&X-Amz-Security-Token=t1&tag=a"):
                 pass
 
     with gateway(refuse) as running:
@@ -180,7 +212,13 @@ def test_stats_never_show_a_token_from_the_query_string() -> None:
         stats = httpx.get(running.endpoints.base + "/_selador/stats", timeout=WAIT).text
         assert secret not in stats
         connection = running.gateway.stats()["connections"][0]
-        assert connection["query"] == {"token": "[REDACTED]", "room": "7"}
+        assert connection["query"] == {
+            "token": "[REDACTED]",
+            "room": "7",
+            "api_key": "[REDACTED]",
+            "X-Amz-Security-Token": "[REDACTED]",
+            "tag": "a",
+        }
 
 
 # ---------------------------------------------------------------------------------- robustness
@@ -205,6 +243,13 @@ def test_an_oversized_handshake_is_answered_431_and_closed() -> None:
                 sock.sendall(b"X-Pad: " + b"p" * 1000 + b"\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 431")
         assert httpx.get(running.endpoints.base + "/health", timeout=WAIT).status_code == 200
+        # A head with bare LF line ends is measured to its own end, not with its body.
+        answer = raw_request(
+            port,
+            b"POST /invoke HTTP/1.1\nHost: localhost\nContent-Length: 12000\nConnection: close\n\n"
+            + b"x" * 12_000,
+        )
+        assert not answer.startswith(b"HTTP/1.1 431"), answer[:80]
 
 
 def test_a_text_frame_that_is_not_utf8_closes_1007_with_one_log_line(
@@ -226,6 +271,21 @@ def test_a_text_frame_that_is_not_utf8_closes_1007_with_one_log_line(
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a client's bad frame"
 
 
+def test_a_bad_text_frame_with_the_clients_close_in_the_same_read(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(url: str) -> int:
+        async with ws_connect(url) as ws:
+            ws.protocol.send_text(b"\xff")
+            ws.protocol.send_close(1000)
+            ws.send_data()
+            return await closed_code(ws)
+
+    caplog.set_level(logging.INFO)
+    with gateway(echo) as running:
+        assert asyncio.run(scenario(running.endpoints.ws_url)) == 1000
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] != []
+
+
 # ---------------------------------------------------------------------------------- serve flags
 
 
@@ -237,14 +297,22 @@ def test_env_files_read_dotenv_lines(tmp_path: Path) -> None:
         'GREETING="two\\nlines"\n'
         "EMPTY=\n"
         "PLAIN=abc # a comment\n"
+        'QUOTED="abc" # a comment after quotes\n'
+        "TABBED=abc\t# a comment after a tab\n"
+        'WINDOWS="C:\\\\new"\n'
+        'HASH="a # b"\n'
         "\n",
-        encoding="utf-8",
+        encoding="utf-8-sig",  # with a byte-order mark, as Windows editors write
     )
     assert read_env_file(path) == {
         "AUTH_HS256_SECRET": "s3cr3t value",
         "GREETING": "two\nlines",
         "EMPTY": "",
         "PLAIN": "abc",
+        "QUOTED": "abc",
+        "TABBED": "abc",
+        "WINDOWS": "C:\\new",
+        "HASH": "a # b",
     }
     path.write_text("GOOD=1\nthis is not a pair\n", encoding="utf-8")
     with pytest.raises(EnvFileError, match="line 2: expected KEY=VALUE"):
@@ -259,6 +327,10 @@ def test_the_banner_masks_credential_values() -> None:
     assert shown("AWS_SESSION_TOKEN", "tok") == f"AWS_SESSION_TOKEN={MASK}"
     assert shown("MODEL_PROVIDER", "ollama") == "MODEL_PROVIDER=ollama"
     assert shown("KNOWLEDGE_BASE_ID", "") == "KNOWLEDGE_BASE_ID=''"
+    assert shown("DB_PASS", "x") == f"DB_PASS={MASK}"
+    assert shown("AUTH_HS256_KEY", "x") == f"AUTH_HS256_KEY={MASK}"
+    assert shown("DATABASE_URL", "postgres://app:hunter2@db/x") == f"DATABASE_URL=postgres://app:{MASK}@db/x"
+    assert shown("MANAGEMENT", "http://127.0.0.1:3001/x") == "MANAGEMENT=http://127.0.0.1:3001/x"
 
 
 def test_a_non_loopback_host_is_warned_about() -> None:
