@@ -51,7 +51,7 @@ class Lambda:
     def invoke(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Run one event; its connection is open only while a MESSAGE event of its own runs."""
         ctx = event.get("requestContext") or {}
-        connection_id = ctx.get("connectionId")
+        connection_id = str(ctx.get("connectionId"))
         is_message = ctx.get("eventType") == "MESSAGE"
         if is_message:
             self.listener.open_connections.add(connection_id)
