@@ -145,6 +145,9 @@ def _gateway(events_file: Path, *flags: str) -> Iterator[GatewayProcess]:
         "1",
         "--env",
         f"CONFORMANCE_EVENTS_FILE={events_file}",
+        # The fixtures' browser app is served from elsewhere: named, as a developer would.
+        "--allow-origin",
+        BROWSER_HEADERS["Origin"],
         *flags,
         env={"PYTHONPATH": pythonpath},
     ) as running:
