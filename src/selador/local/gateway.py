@@ -3,13 +3,16 @@
 * WebSocket API at ``/{stage}`` (and ``/``): ``$connect`` runs during the handshake and can reject
   it, every message becomes a MESSAGE event routed by ``$request.body.action``, every close a
   DISCONNECT event with its code and reason. Events come from :mod:`selador.local.events`.
-* Management API at ``/{stage}/@connections/{connectionId}``: POST / GET / DELETE with API
-  Gateway's status codes and ``x-amzn-ErrorType`` headers, so a real boto3 client raises
-  ``GoneException``, ``PayloadTooLargeException``, ``LimitExceededException``.
-* HTTP API routes from the template, as payload-format 2.0 events.
+* Management API at ``/{stage}/@connections/{connectionId}``
+  (:mod:`selador.local.connections_api`): POST / GET / DELETE with API Gateway's status codes and
+  ``x-amzn-ErrorType`` headers, so a real boto3 client raises ``GoneException`` and the others.
+* HTTP API routes from the template, as payload-format 2.0 events (:mod:`selador.local.httpapi`).
 * Lambda's Invoke API (``RequestResponse``, ``Event``, ``DryRun``), so an asynchronous hand-off
-  through boto3 runs here too.
+  through boto3 runs here too (:mod:`selador.local.lambda_api`).
 * ``GET /_selador/stats``: counters for tests and soak runs (not an AWS endpoint).
+
+This module holds the WebSocket API and what every endpoint shares (options, connections,
+counters, the time limits); the others are separate modules that the app mounts.
 
 Limits follow API Gateway's quotas; ``docs/local-gateway.md`` lists every behaviour emulated and
 every one that is not.
@@ -18,18 +21,16 @@ every one that is not.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import random
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from selador.local.connections_api import ConnectionsApi
 from selador.local.events import (
     DEFAULT_ACCOUNT,
     DEFAULT_API_ID,
@@ -45,12 +47,14 @@ from selador.local.events import (
     DEFAULT_STAGE,
     connect_event,
     disconnect_event,
-    http_v2_event,
     message_event,
     new_connection_id,
     select_route,
 )
+from selador.local.httpapi import HttpApi
+from selador.local.lambda_api import LambdaApi
 from selador.local.runtime import Invocation, LambdaRuntime
+from selador.local.wire import now_ms
 
 log = logging.getLogger("selador.gateway")
 
@@ -174,7 +178,7 @@ class Connection:
     def touch(self) -> None:
         """Record a message either way (what the idle timeout counts)."""
         self._last_active = time.monotonic()
-        self.last_active_at = _now_ms()
+        self.last_active_at = now_ms()
 
     def summary(self) -> dict[str, Any]:
         """The connection as ``/_selador/stats`` lists it."""
@@ -190,28 +194,6 @@ class Connection:
             "closeCode": self.close_code,
             "closeReason": self.close_reason,
         }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _iso8601(epoch_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_ms / 1000)) + f".{epoch_ms % 1000:03d}Z"
-
-
-def _aws_error(status: int, error_type: str, message: str) -> Response:
-    """An error in the shape botocore's rest-json parser maps to ``client.exceptions.<error_type>``."""
-    headers = {"x-amzn-ErrorType": error_type, "x-amzn-RequestId": str(uuid.uuid4())}
-    return JSONResponse({"message": message}, status_code=status, headers=headers)
-
-
-def _is_text(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 class Gateway:
@@ -259,16 +241,11 @@ class Gateway:
         routes: list[Route | WebSocketRoute] = [
             WebSocketRoute(f"/{stage}", self._websocket),
             WebSocketRoute("/", self._websocket),
-            Route(
-                "/{stage}/@connections/{connection_id}",
-                self._management,
-                methods=["GET", "POST", "DELETE"],
-            ),
-            Route("/2015-03-31/functions/{function_name}/invocations", self._lambda_invoke, methods=["POST"]),
+            *ConnectionsApi(self).routes(),
+            *LambdaApi(self).routes(),
             Route(STATS_PATH, self._stats, methods=["GET"]),
+            *HttpApi(self).routes(),
         ]
-        for method, path in self.options.http_routes:
-            routes.append(Route(path, self._http_route(method, path), methods=[method]))
         return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
 
     def start(self) -> None:
@@ -287,7 +264,8 @@ class Gateway:
         message = {404: "Not Found", 405: "Method Not Allowed"}.get(status, "Internal Server Error")
         return JSONResponse({"message": message}, status_code=status)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -319,7 +297,7 @@ class Gateway:
         conn = Connection(
             connection_id=connection_id,
             websocket=websocket,
-            connected_at=_now_ms(),
+            connected_at=now_ms(),
             source_ip=websocket.client.host if websocket.client else "127.0.0.1",
             user_agent=user_agent,
             path=websocket.scope["path"],
@@ -389,7 +367,7 @@ class Gateway:
                 continue
             self.counters["messages_in"] += 1
             conn.touch()
-            self._spawn(self._on_message(conn, body))
+            self.spawn(self._on_message(conn, body))
 
     async def _on_message(self, conn: Connection, body: str | bytes) -> None:
         route = select_route(body, self._message_routes)
@@ -510,150 +488,7 @@ class Gateway:
                 if conn.state != "open":
                     continue
                 if now - conn._last_active >= idle or now - conn._opened >= longest:
-                    self._spawn(self.close(conn, 1001, "Going away"))
-
-    # ------------------------------------------------------------------------------ @connections
-
-    async def _management(self, request: Request) -> Response:
-        if request.path_params["stage"] != self.options.stage:
-            # The stage is part of the endpoint; a wrong one is API Gateway's 403.
-            return _aws_error(403, "ForbiddenException", "Forbidden")
-        connection_id = unquote(request.path_params["connection_id"])
-        conn = self.connections.get(connection_id)
-        if request.method == "POST":
-            return await self._post(conn, await request.body())
-        if conn is None or conn.state != "open":
-            return self._gone()
-        if request.method == "GET":
-            identity = {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}
-            return JSONResponse(
-                {
-                    "connectedAt": _iso8601(conn.connected_at),
-                    "identity": identity,
-                    "lastActiveAt": _iso8601(conn.last_active_at),
-                }
-            )
-        self._spawn(self.close(conn, 1000, "Connection Closed Normally"))
-        return Response(status_code=204)
-
-    async def _post(self, conn: Connection | None, data: bytes) -> Response:
-        self.counters["posts"] += 1
-        if len(data) > self.options.max_message_bytes:
-            self.counters["payload_too_large_413"] += 1
-            return _aws_error(413, "PayloadTooLargeException", "Request entity too large")
-        if self.options.inject_429 and random.random() < self.options.inject_429:
-            self.counters["injected_429"] += 1
-            return _aws_error(429, "LimitExceededException", "Too Many Requests")
-        if conn is None or conn.state != "open":
-            if conn is not None and conn.state == "closed":
-                conn.posts_after_close += 1
-                self.counters["posts_after_gone"] += 1
-            return self._gone()
-        if conn._queued_bytes + len(data) > self.options.client_buffer_bytes:
-            self.counters["buffer_full_429"] += 1
-            return _aws_error(429, "LimitExceededException", "Too Many Requests")
-        conn.enqueue(data.decode("utf-8") if _is_text(data) else data, len(data))
-        self.counters["posts_delivered"] += 1
-        return Response(status_code=200, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-
-    def _gone(self) -> Response:
-        # One answer whether the id never existed, is still in $connect, or has closed.
-        self.counters["gone_410"] += 1
-        return _aws_error(410, "GoneException", "Gone")
-
-    # ------------------------------------------------------------------------------ HTTP API
-
-    def _http_route(self, method: str, path: str) -> Callable[[Request], Awaitable[Response]]:
-        route_key = f"{method} {path}"
-
-        async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            body: str | bytes | None = None
-            if raw:
-                body = raw.decode("utf-8") if _is_text(raw) else raw
-            headers: dict[str, str] = {}
-            for name, value in request.headers.items():
-                headers[name] = f"{headers[name]},{value}" if name in headers else value
-            cookies = headers.pop("cookie", None)
-            query: dict[str, str] = {}
-            for name, value in request.query_params.multi_items():
-                query[name] = f"{query[name]},{value}" if name in query else value
-            event = http_v2_event(
-                method,
-                request.url.path,
-                body=body,
-                headers=headers,
-                query=query or None,
-                route_key=route_key,
-                api_id=self.options.http_api_id,
-                source_ip=request.client.host if request.client else "127.0.0.1",
-                user_agent=headers.get("user-agent", ""),
-            )
-            event["rawQueryString"] = request.url.query
-            if cookies:
-                event["cookies"] = [c.strip() for c in cookies.split(";") if c.strip()]
-            if request.path_params:
-                event["pathParameters"] = dict(request.path_params)
-            outcome = await self.runtime.invoke(event, label=f"http {route_key}")
-            return _http_answer(outcome)
-
-        return endpoint
-
-    # ------------------------------------------------------------------------------ Lambda API
-
-    def _function_matches(self, name: str) -> bool:
-        # Name, full or partial ARN, with or without a qualifier, as Lambda accepts them.
-        parts = name.split(":")
-        if len(parts) == 1:
-            return name == self.options.function_name
-        if "function" in parts:
-            after = parts[parts.index("function") + 1 :]
-            return bool(after) and after[0] == self.options.function_name
-        return parts[0] == self.options.function_name  # name:qualifier
-
-    async def _lambda_invoke(self, request: Request) -> Response:
-        name = unquote(request.path_params["function_name"])
-        if not self._function_matches(name):
-            arn = f"arn:aws:lambda:{self.options.region}:{self.options.account}:function:{name}"
-            return _aws_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
-        raw = await request.body()
-        try:
-            event = json.loads(raw) if raw else {}
-        except ValueError:
-            return _aws_error(400, "InvalidRequestContentException", "Could not parse request body into json")
-        invocation_type = request.headers.get("x-amz-invocation-type", "RequestResponse")
-        if invocation_type == "DryRun":
-            return Response(status_code=204)
-        if invocation_type == "Event":
-            self.counters["async_invocations"] += 1
-            if self.shutting_down:
-                log.info("lambda Event %s dropped: the gateway is stopping", self.options.function_name)
-                return Response(status_code=202, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-            deliveries = 2 if random.random() < self.options.async_duplicate_rate else 1
-            for _ in range(deliveries):
-                self._spawn(self._run_async(event))
-            return Response(status_code=202, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-        if invocation_type != "RequestResponse":
-            return _aws_error(
-                400, "InvalidParameterValueException", f"Unsupported InvocationType {invocation_type}"
-            )
-        outcome = await self.runtime.invoke(event, label=f"lambda RequestResponse {name}")
-        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": outcome.request_id}
-        if outcome.error is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-            return JSONResponse(outcome.error, headers=headers)
-        return Response(json.dumps(outcome.payload), media_type="application/json", headers=headers)
-
-    async def _run_async(self, event: Any) -> None:
-        """One asynchronous delivery with Lambda's retries (twice by default) on failure."""
-        for attempt in range(self.options.async_retries + 1):
-            if attempt:
-                self.counters["async_retries"] += 1
-                await asyncio.sleep(self.options.async_retry_delay * attempt)
-            label = f"lambda Event {self.options.function_name} (attempt {attempt + 1})"
-            outcome = await self.runtime.invoke(event, label=label, background=True)
-            if outcome.ok:
-                return
+                    self.spawn(self.close(conn, 1001, "Going away"))
 
     # ------------------------------------------------------------------------------ stats
 
@@ -727,29 +562,6 @@ async def _deny(websocket: WebSocket, status: int, body: str) -> None:
     except RuntimeError:
         # A server without the denial-response extension can only refuse with 403.
         await websocket.close(code=1008)
-
-
-def _http_answer(outcome: Invocation) -> Response:
-    """An HTTP API (payload 2.0) response from the function's return value."""
-    if outcome.error is not None:
-        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-    payload = outcome.payload
-    if not (isinstance(payload, dict) and "statusCode" in payload):
-        # v2 infers a 200 JSON response from anything that is not a proxy response.
-        body = payload if isinstance(payload, str) else json.dumps(payload)
-        return Response(body, status_code=200, media_type="application/json")
-    status = payload["statusCode"]
-    body = payload.get("body") or ""
-    if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(body, str):
-        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-    content = base64.b64decode(body) if payload.get("isBase64Encoded") else body.encode()
-    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
-    response = Response(
-        content, status_code=status, headers={str(k): str(v) for k, v in (headers or {}).items()}
-    )
-    for cookie in payload.get("cookies") or []:
-        response.headers.append("set-cookie", str(cookie))
-    return response
 
 
 __all__ = [
