@@ -4,7 +4,7 @@ One gateway per module (the ``gateway`` fixture) runs the real handler with the 
 WebSocket case opens its own connection, sends one bad message, expects one ``error`` frame naming
 the problem (or a ``result`` where the protocol says the input is accepted) and then proves the
 connection is still usable with a ``ping`` → ``pong``. Messages over API Gateway's limits close the
-connection with 1009 instead, as API Gateway does.
+connection with 1009 instead, and binary frames with 1003, as API Gateway does.
 """
 
 from __future__ import annotations
@@ -100,8 +100,6 @@ WEBSOCKET_CASES: list[tuple[str, str | bytes, str, str]] = [
         "bad_request",
         "request_id: must be a string",
     ),
-    ("binary-not-json", b"\x00\x01not json\xff", "bad_request", "message must be JSON"),
-    ("binary-json-array", b"[1]", "unknown_action", "message must be a JSON object"),
     # Under the 32 KiB frame limit, far past json's recursion limit.
     ("deeply-nested-array", "[" * 15_000 + "]" * 15_000, "bad_request", "nested too deeply"),
     (
@@ -163,13 +161,22 @@ async def test_unknown_extra_fields_are_ignored_and_answered(gateway: GatewayPro
         await expect_pong(ws)
 
 
-async def test_binary_frame_holding_a_valid_question_is_answered(gateway: GatewayProcess) -> None:
-    """Binary frames reach the handler base64-encoded; a valid JSON body still works."""
+@pytest.mark.parametrize(
+    "message",
+    [b"\x00\x01not json\xff", b"[1]", invoke(question=QUESTION, request_id="q-binary").encode()],
+    ids=["not-json", "json-array", "valid-question"],
+)
+async def test_binary_frame_closes_with_1003_whatever_it_holds(
+    gateway: GatewayProcess, message: bytes
+) -> None:
+    """API Gateway takes no binary frames on WebSocket APIs: 1003, and the handler never sees it."""
+    before = gateway.stats()["messages_in"]
     async with ws_connect(gateway.endpoints.ws_url) as ws:
-        await ws.send(invoke(question=QUESTION, request_id="q-binary").encode())
-        frames = (await collect_frames(ws, {"q-binary"}))["q-binary"]
-        assert frames[-1]["type"] == "result", frames[-1]
-        await expect_pong(ws)
+        await ws.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+    assert gateway.stats()["messages_in"] == before
 
 
 async def test_message_just_under_128_kib_in_fragments_is_accepted(gateway: GatewayProcess) -> None:

@@ -174,10 +174,14 @@ def message_event(
     user_agent: str = "selador-test",
     connected_at: int | None = None,
 ) -> dict[str, Any]:
-    """A MESSAGE event; binary bodies arrive base64-encoded as API Gateway sends them.
+    """A MESSAGE event.
+
+    API Gateway delivers text frames only: a binary frame closes the connection with 1003 and
+    reaches no route. ``bytes`` still build a base64-encoded event, to test that a handler copes
+    with one (``isBase64Encoded`` exists in the event format).
 
     Args:
-        body: The message as the client sent it (``bytes`` for a binary frame).
+        body: The message as the client sent it (``bytes``: base64-encoded, see above).
         route_key: The route; defaults to API Gateway's selection over ``route_keys``.
         route_keys: The API's non-special route keys, for route selection (default: every
             action of the protocol).

@@ -71,6 +71,9 @@ _CLOSED_KEPT = 10_000
 
 _HOP_BY_HOP = frozenset({"connection", "upgrade"})
 
+UNSUPPORTED_DATA = "Unsupported data"
+"""Reason of the 1003 close for a binary frame (RFC 6455's name; AWS documents only the code)."""
+
 # API Gateway's disconnectReason wording. 1000 and 1005 are from captured events; the others are
 # the RFC 6455 meaning, worded the same way.
 _DISCONNECT_REASONS = {
@@ -225,6 +228,7 @@ class Gateway:
                 "injected_429",
                 "buffer_full_429",
                 "integration_timeouts",
+                "binary_frames_1003",
                 "async_invocations",
                 "async_retries",
             ),
@@ -352,16 +356,20 @@ class Gateway:
         while True:
             message = await conn.websocket.receive()
             if message["type"] == "websocket.disconnect":
-                code = int(message.get("code") or 1005)
                 requested = conn._close_requested
-                reason = (
-                    requested[1] if requested else _DISCONNECT_REASONS.get(code, message.get("reason") or "")
-                )
-                return code, reason
-            text, data = message.get("text"), message.get("bytes")
-            body: str | bytes = text if text is not None else (data or b"")
-            size = len(body.encode()) if isinstance(body, str) else len(body)
-            if size > limit:
+                if requested is not None:
+                    # The gateway closed it: $disconnect reports the gateway's code and reason.
+                    return requested
+                code = int(message.get("code") or 1005)
+                return code, _DISCONNECT_REASONS.get(code, message.get("reason") or "")
+            body = message.get("text")
+            if body is None:
+                # WebSocket APIs take no binary frames: API Gateway closes the connection, and the
+                # message never reaches a route.
+                self.counters["binary_frames_1003"] += 1
+                await self.close(conn, 1003, UNSUPPORTED_DATA, tell_client=True)
+                continue
+            if len(body.encode()) > limit:
                 # The server protocol enforces this already (see serve); kept for any other server.
                 await self.close(conn, 1009, "Message too big")
                 continue
@@ -369,7 +377,7 @@ class Gateway:
             conn.touch()
             self.spawn(self._on_message(conn, body))
 
-    async def _on_message(self, conn: Connection, body: str | bytes) -> None:
+    async def _on_message(self, conn: Connection, body: str) -> None:
         route = select_route(body, self._message_routes)
         event = message_event(body, route_key=route, **self._event_identity(conn))
         request_id = event["requestContext"]["requestId"]
@@ -430,8 +438,10 @@ class Gateway:
         while len(self._closed_order) > _CLOSED_KEPT:
             self.connections.pop(self._closed_order.popleft(), None)
 
-    async def close(self, conn: Connection, code: int, reason: str, *, wait: float = 5.0) -> None:
-        """Close a connection from the server side (DELETE, limits, shutdown).
+    async def close(
+        self, conn: Connection, code: int, reason: str, *, wait: float = 5.0, tell_client: bool = False
+    ) -> None:
+        """Close a connection from the server side (DELETE, limits, binary frames, shutdown).
 
         Args:
             conn: The connection.
@@ -439,12 +449,13 @@ class Gateway:
             reason: ``disconnectReason`` for ``$disconnect``.
             wait: Seconds to wait for the close frame to be written (a client that stopped
                 reading can hold it up).
+            tell_client: Put ``reason`` in the close frame too (otherwise the frame has none).
         """
         if conn.state != "open" or conn._close_requested is not None:
             return
         conn._close_requested = (code, reason)
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(conn.websocket.close(code), wait)
+            await asyncio.wait_for(conn.websocket.close(code, reason if tell_client else None), wait)
 
     async def close_all(self, code: int = 1001, reason: str = "Going away", timeout: float = 5.0) -> None:
         """Close every connection and wait for their ``$disconnect`` invocations (bounded).

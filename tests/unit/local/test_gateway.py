@@ -151,17 +151,17 @@ async def test_every_event_validates_against_powertools_models() -> None:
             url, additional_headers={"X-Custom": "yes"}, user_agent_header="unit-agent/1"
         ) as ws:
             await ws.send(json.dumps({"action": "invoke", "question": "q"}))
-            await ws.send(b"\x00\x01binary")
+            await ws.send("plain text")
             recorder.wait_for("MESSAGE", 2)
             await ws.close(code=1000, reason="bye")
         recorder.wait_for("DISCONNECT")
 
     connect_ev = recorder.of_type("CONNECT")[0]
-    text_ev, binary_ev = recorder.of_type("MESSAGE")
+    text_ev, plain_ev = recorder.of_type("MESSAGE")
     disconnect_ev = recorder.of_type("DISCONNECT")[0]
     APIGatewayWebSocketConnectEventModel.model_validate(connect_ev)
     APIGatewayWebSocketMessageEventModel.model_validate(text_ev)
-    APIGatewayWebSocketMessageEventModel.model_validate(binary_ev)
+    APIGatewayWebSocketMessageEventModel.model_validate(plain_ev)
     APIGatewayWebSocketDisconnectEventModel.model_validate(disconnect_ev)
 
     ctx = connect_ev["requestContext"]
@@ -180,13 +180,13 @@ async def test_every_event_validates_against_powertools_models() -> None:
     assert text_ev["requestContext"]["routeKey"] == "invoke"
     assert text_ev["isBase64Encoded"] is False
     assert json.loads(text_ev["body"])["question"] == "q"
-    assert text_ev["requestContext"]["messageId"] != binary_ev["requestContext"]["messageId"]
+    assert text_ev["requestContext"]["messageId"] != plain_ev["requestContext"]["messageId"]
     assert text_ev["requestContext"]["connectedAt"] == ctx["connectedAt"]
     assert "headers" not in text_ev
 
-    assert binary_ev["isBase64Encoded"] is True
-    assert base64.b64decode(binary_ev["body"]) == b"\x00\x01binary"
-    assert binary_ev["requestContext"]["routeKey"] == "$default"
+    assert plain_ev["isBase64Encoded"] is False
+    assert plain_ev["body"] == "plain text"
+    assert plain_ev["requestContext"]["routeKey"] == "$default"
 
     assert disconnect_ev["requestContext"]["disconnectStatusCode"] == 1000
     assert disconnect_ev["requestContext"]["disconnectReason"] == "Connection Closed Normally"
@@ -204,6 +204,24 @@ async def test_close_without_status_reports_1005_as_api_gateway_words_it() -> No
         (event,) = recorder.wait_for("DISCONNECT")
     assert event["requestContext"]["disconnectStatusCode"] == 1005
     assert event["requestContext"]["disconnectReason"] == "Client-side close frame status not set"
+
+
+async def test_binary_frame_closes_with_1003_and_reaches_no_route() -> None:
+    """API Gateway takes no binary frames on WebSocket APIs: it disconnects the client with 1003."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.send(b'{"action": "ping"}')  # JSON, but in a binary frame
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), WAIT)
+        (event,) = recorder.wait_for("DISCONNECT")
+        counters = running.gateway.counters
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1003, "Unsupported data")
+    context = event["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (1003, "Unsupported data")
+    assert recorder.of_type("MESSAGE") == []
+    assert counters["binary_frames_1003"] == 1 and counters["messages_in"] == 0
 
 
 @pytest.mark.parametrize(
