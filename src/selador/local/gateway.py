@@ -74,11 +74,12 @@ _HOP_BY_HOP = frozenset({"connection", "upgrade"})
 UNSUPPORTED_DATA = "Unsupported data"
 """Reason of the 1003 close for a binary frame (RFC 6455's name; AWS documents only the code)."""
 
-# API Gateway's disconnectReason wording. 1000 and 1005 are from captured events; the others are
-# the RFC 6455 meaning, worded the same way.
+# API Gateway's disconnectReason for closes it reports in its own words. 1000 and 1005 are from
+# captured events; 1006 and 1009 are the RFC 6455 meaning, worded the same way. A client's 1001 is
+# not here: captures show it with an empty reason ("Going away" is the gateway's own idle and
+# two-hour close, which ``close`` records). Other codes keep the client's reason.
 _DISCONNECT_REASONS = {
     1000: "Connection Closed Normally",
-    1001: "Going away",
     1005: "Client-side close frame status not set",
     1006: "Connection Closed Abnormally",
     1009: "Message too big",

@@ -225,6 +225,24 @@ async def test_binary_frame_closes_with_1003_and_reaches_no_route() -> None:
 
 
 @pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1001, "", ""),  # a browser leaving the page: API Gateway reports no reason
+        (1001, "tab closed", "tab closed"),
+        (4000, "custom", "custom"),
+    ],
+)
+async def test_client_close_codes_keep_the_clients_reason(code: int, reason: str, expected: str) -> None:
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.close(code=code, reason=reason)
+        (event,) = recorder.wait_for("DISCONNECT")
+    context = event["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (code, expected)
+
+
+@pytest.mark.parametrize(
     ("body", "route"),
     [
         ('{"action": "ping"}', "ping"),
@@ -510,6 +528,7 @@ async def test_message_over_128_kib_in_small_frames_closes_with_1009() -> None:
             assert await closed_code(ws) == 1009
         (event,) = recorder.wait_for("DISCONNECT")
     assert event["requestContext"]["disconnectStatusCode"] == 1009
+    assert event["requestContext"]["disconnectReason"] == "Message too big"
     assert recorder.of_type("MESSAGE") == []
 
 
@@ -530,6 +549,8 @@ async def test_frame_over_32_kib_closes_with_1009_and_32_kib_passes() -> None:
             recorder.wait_for("MESSAGE")
             await ws.send("c" * (32 * 1024 + 1))
             assert await closed_code(ws) == 1009
+        (event,) = recorder.wait_for("DISCONNECT")
+    assert event["requestContext"]["disconnectReason"] == "Message too big"
 
 
 async def test_idle_connection_closes_with_1001_and_protocol_pings_do_not_count() -> None:
