@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import string
 import time
 import uuid
 from email.utils import formatdate
@@ -20,35 +19,36 @@ DEFAULT_API_ID = "sel4d0rapi"
 DEFAULT_STAGE = "production"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_ACCOUNT = "123456789012"
-_ID_ALPHABET = string.ascii_letters + string.digits
 # A generator of its own, seeded from OS entropy, not the global one: tests that seed ``random``
 # (Hypothesis does, per example) must still get distinct connection ids, as API Gateway's are, or
-# per-connection state collides. Not SystemRandom: one urandom call per character made ids a
-# seventh of the gateway's CPU under load, and these ids are not secrets.
+# per-connection state collides. Not SystemRandom: one urandom call per id is a measurable part of
+# the gateway's CPU under load, and these ids are not secrets.
 _IDS = random.Random()
 
 
-def _random_id(length: int, alphabet: str = _ID_ALPHABET) -> str:
-    return "".join(_IDS.choices(alphabet, k=length))
+def _api_gateway_id() -> str:
+    # API Gateway's ids are 11 bytes in URL-safe base64: 15 characters from A-Z a-z 0-9 - _ and
+    # one "=" of padding (``BFaT_fALIAMCKug=``); the last character carries 2 bits of padding.
+    return base64.urlsafe_b64encode(_IDS.randbytes(11)).decode()
 
 
 def new_connection_id() -> str:
-    """An id shaped like API Gateway's: 12 url-safe characters ending in ``=`` (e.g. ``L0SM9cOFvHcCIhw=``).
+    """An id shaped like API Gateway's: 11 bytes in URL-safe base64, e.g. ``BFaT_fALIAMCKug=``.
 
     Returns:
         A fresh connection id.
     """
-    return _random_id(15) + "="
+    return _api_gateway_id()
 
 
 def new_extended_request_id() -> str:
-    """An extended request id shaped like API Gateway's (``L0SM9FuGvHcFMpA=``)."""
-    return _random_id(15) + "="
+    """A request id shaped like API Gateway's (``L0SM9FuGvHcFMpA=``)."""
+    return _api_gateway_id()
 
 
 def new_message_id() -> str:
     """A message id shaped like API Gateway's (``L0SM9dS_vHcCIhw=``)."""
-    return _random_id(15, _ID_ALPHABET + "-_") + "="
+    return _api_gateway_id()
 
 
 def domain_name(api_id: str = DEFAULT_API_ID, region: str = DEFAULT_REGION) -> str:
@@ -74,10 +74,12 @@ def _ws_request_context(
     user_agent: str | None,
 ) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
+    # One id for both: every captured WebSocket event has requestId equal to extendedRequestId.
+    request_id = new_extended_request_id()
     return {
         "routeKey": route_key,
         "eventType": event_type,
-        "extendedRequestId": new_extended_request_id(),
+        "extendedRequestId": request_id,
         "requestTime": _request_time(now_ms),
         "messageDirection": "IN",
         "stage": stage,
@@ -86,7 +88,7 @@ def _ws_request_context(
         "identity": {"sourceIp": source_ip, "userAgent": user_agent}
         if user_agent is not None
         else {"sourceIp": source_ip},
-        "requestId": new_extended_request_id(),
+        "requestId": request_id,
         "domainName": domain,
         "connectionId": connection_id,
         "apiId": api_id,

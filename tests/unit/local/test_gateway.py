@@ -36,7 +36,7 @@ from selador.local.serve import RunningGateway, serve_in_thread
 
 ROUTES = ("$connect", "$disconnect", "$default", "invoke", "ping")
 HTTP_ROUTES = (("POST", "/invoke"), ("GET", "/health"))
-CONNECTION_ID = re.compile(r"^[A-Za-z0-9]{15}=$")
+CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")
 WAIT = 10.0  # upper bound on any single wait; never an expectation about speed
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -166,6 +166,8 @@ async def test_every_event_validates_against_powertools_models() -> None:
 
     ctx = connect_ev["requestContext"]
     assert CONNECTION_ID.match(ctx["connectionId"])
+    for event in recorder.events:
+        assert event["requestContext"]["requestId"] == event["requestContext"]["extendedRequestId"]
     assert {e["requestContext"]["connectionId"] for e in recorder.events} == {ctx["connectionId"]}
     assert ctx["stage"] == "production"
     assert ctx["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "unit-agent/1"}
