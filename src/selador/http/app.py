@@ -167,7 +167,7 @@ def _read_query() -> tuple[str | None, QueryRequest]:
     deps = get_dependencies()
     # Before anything else, so an anonymous caller learns nothing about the endpoint.
     principal = _authenticate(event.raw_event, deps.settings)
-    content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get("Content-Type")
+    content_type = _header(event.headers, "content-type")
     if not content_type:
         raise HttpError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json", "bad_request"

@@ -54,7 +54,7 @@ from selador.local.events import (
 from selador.local.httpapi import HttpApi
 from selador.local.lambda_api import LambdaApi
 from selador.local.runtime import Invocation, LambdaRuntime
-from selador.local.wire import now_ms
+from selador.local.wire import is_hop_by_hop, now_ms
 
 log = logging.getLogger("selador.gateway")
 
@@ -62,14 +62,15 @@ MAX_MESSAGE_BYTES = 128 * 1024
 """API Gateway's WebSocket message quota (inbound and PostToConnection)."""
 MAX_FRAME_BYTES = 32 * 1024
 """API Gateway's WebSocket frame quota (enforced by the server protocol, see ``serve``)."""
+RAW_HEADERS_EXTENSION = "selador.raw_headers"
+"""ASGI scope extension holding the handshake's headers with their names as sent (see ``serve``);
+without it (another server), the scope's lower-cased names are used as they are."""
 STATS_PATH = "/_selador/stats"
 ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 """The only expression :func:`selador.local.events.select_route` evaluates."""
 
 _CLOSED_KEPT = 10_000
 """Closed connections remembered, so a late POST answers 410 *and* is counted as after-gone."""
-
-_HOP_BY_HOP = frozenset({"connection", "upgrade"})
 
 UNSUPPORTED_DATA = "Unsupported data"
 """Reason of the 1003 close for a binary frame (RFC 6455's name; AWS documents only the code)."""
@@ -291,7 +292,9 @@ class Gateway:
         if self.shutting_down:
             await websocket.close(code=1001)
             return
-        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in websocket.scope["headers"]]
+        scope = websocket.scope
+        sent = scope.get("extensions", {}).get(RAW_HEADERS_EXTENSION) or scope["headers"]
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in sent]
         user_agent = next((v for k, v in raw_headers if k.lower() == "user-agent"), "")
         query_pairs = parse_qsl(
             websocket.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
@@ -526,26 +529,21 @@ class Gateway:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _canonical_header(name: str) -> str:
-    """ASGI lower-cases header names; API Gateway passes the casing browsers send."""
-    lowered = name.lower()
-    if lowered.startswith("sec-websocket-"):
-        return "Sec-WebSocket-" + "-".join(p.capitalize() for p in lowered[14:].split("-"))
-    return "-".join(p.capitalize() for p in lowered.split("-"))
-
-
 def _connect_headers(
     defaults: dict[str, str], raw_headers: Iterable[tuple[str, str]]
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """The client's handshake headers plus the ``X-Forwarded-*``/trace headers API Gateway adds.
 
-    Hop-by-hop headers (``Connection``, ``Upgrade``) end at API Gateway and are not passed on.
+    Names keep the casing they arrived with, as API Gateway passes them: uvicorn's websockets
+    protocol hands the raw names over (a server that follows ASGI to the letter would hand them
+    lower-cased, and they would stay so). Hop-by-hop headers end at API Gateway.
     """
-    raw = [(_canonical_header(n), v) for n, v in raw_headers if n.lower() not in _HOP_BY_HOP]
+    raw = [(n, v) for n, v in raw_headers if not is_hop_by_hop(n)]
     sent = {name.lower() for name, _ in raw}
     headers = {k: v for k, v in defaults.items() if k.startswith("X-") and k.lower() not in sent}
     multi = {k: [v] for k, v in headers.items()}
     for name, value in raw:
+        # A repeated header: the last value in ``headers``, every value in ``multiValueHeaders``.
         headers[name] = value
         multi.setdefault(name, []).append(value)
     return headers, multi
@@ -579,6 +577,7 @@ async def _deny(websocket: WebSocket, status: int, body: str) -> None:
 __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_MESSAGE_BYTES",
+    "RAW_HEADERS_EXTENSION",
     "ROUTE_SELECTION_EXPRESSION",
     "STATS_PATH",
     "Connection",

@@ -31,13 +31,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode, Frame
+from websockets.http11 import Request
 
 from selador.local.gateway import (
     MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
+    RAW_HEADERS_EXTENSION,
     ROUTE_SELECTION_EXPRESSION,
     STATS_PATH,
     Gateway,
@@ -185,18 +189,31 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
     """The WebSocket protocol of uvicorn, closing with 1009 on a frame over ``max_frame_bytes``.
 
     API Gateway limits frames to 32 KiB as well as messages to 128 KiB; ASGI only sees whole
-    messages, so the frame check sits in the protocol, where frames are still visible.
+    messages, so the frame check sits in the protocol, where frames are still visible. The
+    protocol also keeps the handshake's header names as the client sent them, for ``$connect``
+    (see :data:`selador.local.gateway.RAW_HEADERS_EXTENSION`), and reports a vanished client as
+    1006.
 
     Args:
-        max_frame_bytes: Largest frame payload accepted.
+        max_frame_bytes: Largest frame payload accepted (0: no frame limit).
 
     Returns:
         A protocol class for ``uvicorn.Config(ws=...)``.
     """
 
     class FrameLimitedProtocol(WebSocketsSansIOProtocol):
+        def handle_connect(self, event: Request) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)  # unset when the handshake was refused
+            if scope is not None:
+                # ASGI wants lower-case names (Starlette's lookups rely on it); the names as sent
+                # travel beside them for the $connect event.
+                raw = scope["headers"]
+                scope["headers"] = [(name.lower(), value) for name, value in raw]
+                scope["extensions"][RAW_HEADERS_EXTENSION] = raw
+
         def _too_big(self, event: Frame) -> bool:
-            if len(event.data) <= max_frame_bytes:
+            if not max_frame_bytes or len(event.data) <= max_frame_bytes:
                 return False
             if not self.close_sent:
                 self.conn.fail(
@@ -226,6 +243,22 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
             super().connection_lost(exc)
 
     return FrameLimitedProtocol
+
+
+class RawHeaderH11Protocol(H11Protocol):
+    """uvicorn's h11 HTTP protocol, handing WebSocket upgrades on with header names as sent.
+
+    uvicorn rebuilds the upgrade request for the WebSocket protocol from lower-cased names, while
+    API Gateway passes the client's casing to ``$connect`` (``Sec-WebSocket-Key``, ``x-api-key``
+    as sent). h11 keeps the raw names, so the rebuilt request uses them, and the WebSocket
+    protocol (:func:`frame_limited_protocol`) keeps them for the event. Plain HTTP requests are
+    untouched: HTTP APIs lower-case header names anyway.
+    """
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Hand the upgrade to the WebSocket protocol with the raw header names."""
+        self.headers = list(event.headers.raw_items())
+        super().handle_websocket_upgrade(event)
 
 
 class GatewayServer(uvicorn.Server):
@@ -323,7 +356,9 @@ def build_server(
     """
     config = uvicorn.Config(
         gateway.app,
-        ws=frame_limited_protocol(max_frame_bytes) if max_frame_bytes else "websockets-sansio",
+        # h11 rather than httptools even when both are installed: see RawHeaderH11Protocol.
+        http=RawHeaderH11Protocol,
+        ws=frame_limited_protocol(max_frame_bytes),
         ws_max_size=gateway.options.max_message_bytes,
         # API Gateway negotiates no compression and sends no protocol pings of its own.
         ws_per_message_deflate=False,

@@ -147,9 +147,8 @@ async def test_every_event_validates_against_powertools_models() -> None:
 
     with gateway(handler) as running:
         url = running.endpoints.ws_url + "?token=abc&tag=one&tag=two"
-        async with ws_connect(
-            url, additional_headers={"X-Custom": "yes"}, user_agent_header="unit-agent/1"
-        ) as ws:
+        headers = {"X-Custom": "yes", "x-api-key": "k1", "cache-control": "no-cache"}
+        async with ws_connect(url, additional_headers=headers, user_agent_header="unit-agent/1") as ws:
             await ws.send(json.dumps({"action": "invoke", "question": "q"}))
             await ws.send("plain text")
             recorder.wait_for("MESSAGE", 2)
@@ -174,8 +173,14 @@ async def test_every_event_validates_against_powertools_models() -> None:
     for key in ("domainName", "apiId", "requestId", "extendedRequestId", "requestTime", "requestTimeEpoch"):
         assert ctx[key], key
     assert ctx["messageDirection"] == "IN"
-    assert connect_ev["headers"]["X-Custom"] == "yes"
-    assert connect_ev["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    # Header names as the client sent them (nothing re-cased), hop-by-hop ones dropped.
+    sent = connect_ev["headers"]
+    assert {"X-Custom": "yes", "x-api-key": "k1", "cache-control": "no-cache"}.items() <= sent.items()
+    assert {"Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "User-Agent"} <= sent.keys()
+    assert not {k.lower() for k in sent} & {"connection", "upgrade"}
+    assert connect_ev["multiValueHeaders"]["x-api-key"] == ["k1"]
+    assert set(connect_ev["multiValueHeaders"]) == set(sent)
+    assert sent["X-Forwarded-For"] == "127.0.0.1"
     assert connect_ev["queryStringParameters"] == {"token": "abc", "tag": "two"}
     assert connect_ev["multiValueQueryStringParameters"]["tag"] == ["one", "two"]
 
@@ -192,6 +197,49 @@ async def test_every_event_validates_against_powertools_models() -> None:
 
     assert disconnect_ev["requestContext"]["disconnectStatusCode"] == 1000
     assert disconnect_ev["requestContext"]["disconnectReason"] == "Connection Closed Normally"
+
+
+async def test_connect_header_names_are_passed_as_received_and_hop_by_hop_ones_dropped() -> None:
+    """A handshake written by hand: lower-case and odd-case names reach $connect unchanged."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        endpoints = running.endpoints
+        reader, writer = await asyncio.open_connection(endpoints.host, endpoints.port)
+        request = [
+            f"GET /{endpoints.stage} HTTP/1.1",
+            f"host: {endpoints.host}:{endpoints.port}",
+            "upgrade: websocket",
+            "connection: Upgrade",
+            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version: 13",
+            "Keep-Alive: timeout=5",
+            "Proxy-Authorization: Basic eDp5",
+            "TE: trailers",
+            "X-MiXeD-Case: kept",
+            "x-forwarded-for: 203.0.113.9",
+            "",
+            "",
+        ]
+        writer.write("\r\n".join(request).encode())
+        await writer.drain()
+        status_line = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)).split(b"\r\n")[0]
+        (event,) = recorder.wait_for("CONNECT")
+        # The ASGI scope itself keeps lower-case names, as ASGI requires (Starlette's lookups).
+        conn = running.gateway.connections[event["requestContext"]["connectionId"]]
+        assert all(name == name.lower() for name, _ in conn.websocket.scope["headers"])
+        assert conn.websocket.headers["x-mixed-case"] == "kept"
+        writer.close()
+    assert status_line == b"HTTP/1.1 101 Switching Protocols"
+    headers = event["headers"]
+    assert headers["host"] == f"{endpoints.host}:{endpoints.port}"
+    assert headers["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert headers["X-MiXeD-Case"] == "kept"
+    # What the client sent wins over what API Gateway would add; the rest is added.
+    assert headers["x-forwarded-for"] == "203.0.113.9" and "X-Forwarded-For" not in headers
+    assert {"X-Forwarded-Port", "X-Forwarded-Proto", "X-Amzn-Trace-Id"} <= headers.keys()
+    lowered = {name.lower() for name in headers}
+    assert not lowered & {"upgrade", "connection", "keep-alive", "proxy-authorization", "te"}
+    assert event["multiValueHeaders"]["X-MiXeD-Case"] == ["kept"]
 
 
 async def test_close_without_status_reports_1005_as_api_gateway_words_it() -> None:
