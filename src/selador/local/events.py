@@ -12,7 +12,6 @@ import json
 import random
 import time
 import uuid
-from email.utils import formatdate
 from typing import Any
 
 DEFAULT_API_ID = "sel4d0rapi"
@@ -51,14 +50,51 @@ def new_message_id() -> str:
     return _api_gateway_id()
 
 
+HOP_BY_HOP = frozenset({"connection", "upgrade", "keep-alive", "transfer-encoding", "te", "trailer"})
+"""Headers that end at the first hop (RFC 9110 §7.6.1), so API Gateway does not pass them on."""
+
+
+def is_hop_by_hop(name: str) -> bool:
+    """Whether header ``name`` (any case) ends at API Gateway: the hop-by-hop ones and ``proxy-*``."""
+    lowered = name.lower()
+    return lowered in HOP_BY_HOP or lowered.startswith("proxy-")
+
+
 def domain_name(api_id: str = DEFAULT_API_ID, region: str = DEFAULT_REGION) -> str:
     """The execute-api host of an API."""
     return f"{api_id}.execute-api.{region}.amazonaws.com"
 
 
-def _request_time(epoch_ms: int) -> str:
-    # API Gateway's format: 09/Feb/2024:18:11:43 +0000
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def request_time(epoch_ms: int) -> str:
+    """API Gateway's ``requestTime`` / v2 ``time`` format: ``09/Feb/2024:18:11:43 +0000``.
+
+    The month is English whatever the process locale (``%b`` would follow it).
+
+    Args:
+        epoch_ms: Epoch milliseconds.
+
+    Returns:
+        The formatted UTC time.
+    """
+    t = time.gmtime(epoch_ms / 1000)
+    day = f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}"
+    return f"{day}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def new_trace_id(epoch_s: float | None = None) -> str:
+    """An ``X-Amzn-Trace-Id`` as API Gateway adds it: ``Root=1-{8 hex epoch seconds}-{24 hex}``.
+
+    Args:
+        epoch_s: The request's time (default: now).
+
+    Returns:
+        The header value.
+    """
+    seconds = int(time.time() if epoch_s is None else epoch_s)
+    return f"Root=1-{seconds:08x}-{uuid.uuid4().hex[:24]}"
 
 
 def _ws_request_context(
@@ -80,7 +116,7 @@ def _ws_request_context(
         "routeKey": route_key,
         "eventType": event_type,
         "extendedRequestId": request_id,
-        "requestTime": _request_time(now_ms),
+        "requestTime": request_time(now_ms),
         "messageDirection": "IN",
         "stage": stage,
         "connectedAt": connected_at,
@@ -135,7 +171,7 @@ def connect_event(
         "Sec-WebSocket-Key": base64.b64encode(uuid.uuid4().bytes).decode(),
         "Sec-WebSocket-Version": "13",
         "User-Agent": user_agent,
-        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
+        "X-Amzn-Trace-Id": new_trace_id(),
         "X-Forwarded-For": source_ip,
         "X-Forwarded-Port": "443",
         "X-Forwarded-Proto": "https",
@@ -318,20 +354,25 @@ def http_v2_event(
     route_key: str | None = None,
     stage: str = "$default",
     api_id: str = "sel4d0rhttp",
+    region: str = DEFAULT_REGION,
     source_ip: str = "127.0.0.1",
     user_agent: str = "selador-test",
 ) -> dict[str, Any]:
     """An HTTP API payload-format 2.0 event.
 
+    As API Gateway does, header names are lower-cased, hop-by-hop headers are dropped and
+    ``x-forwarded-for``/``-port``/``-proto`` and ``x-amzn-trace-id`` are added unless sent.
+
     Args:
         method: HTTP method.
         path: Request path, without the stage.
         body: Request body (bytes are sent base64-encoded).
-        headers: Request headers (lower-cased, as API Gateway delivers them).
+        headers: Request headers (names in any case; repeated ones already comma-joined).
         query: Query-string parameters.
         route_key: Matched route (``"POST /invoke"``); defaults to ``"{method} {path}"``.
         stage: Stage name.
-        api_id: API id.
+        api_id: API id (``domainPrefix``, and the first label of ``domainName``).
+        region: Region in ``domainName``.
         source_ip: Client address.
         user_agent: Client User-Agent.
 
@@ -339,8 +380,16 @@ def http_v2_event(
         The event dict.
     """
     now_ms = int(time.time() * 1000)
-    lowered = {"host": f"{api_id}.execute-api.{DEFAULT_REGION}.amazonaws.com", "user-agent": user_agent}
-    lowered.update({k.lower(): v for k, v in (headers or {}).items()})
+    domain = domain_name(api_id, region)
+    lowered = {"host": domain, "user-agent": user_agent}
+    lowered.update({k.lower(): v for k, v in (headers or {}).items() if not is_hop_by_hop(k)})
+    for name, value in (
+        ("x-forwarded-for", source_ip),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-proto", "https"),
+        ("x-amzn-trace-id", new_trace_id(now_ms / 1000)),
+    ):
+        lowered.setdefault(name, value)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key or f"{method.upper()} {path}",
@@ -350,7 +399,7 @@ def http_v2_event(
         "requestContext": {
             "accountId": DEFAULT_ACCOUNT,
             "apiId": api_id,
-            "domainName": lowered["host"],
+            "domainName": domain,
             "domainPrefix": api_id,
             "http": {
                 "method": method.upper(),
@@ -362,7 +411,7 @@ def http_v2_event(
             "requestId": new_extended_request_id(),
             "routeKey": route_key or f"{method.upper()} {path}",
             "stage": stage,
-            "time": formatdate(now_ms / 1000, usegmt=True),
+            "time": request_time(now_ms),
             "timeEpoch": now_ms,
         },
         "isBase64Encoded": isinstance(body, bytes),

@@ -47,6 +47,7 @@ from selador.local.events import (
     DEFAULT_STAGE,
     connect_event,
     disconnect_event,
+    is_hop_by_hop,
     message_event,
     new_connection_id,
     select_route,
@@ -54,7 +55,7 @@ from selador.local.events import (
 from selador.local.httpapi import HttpApi
 from selador.local.lambda_api import LambdaApi
 from selador.local.runtime import Invocation, LambdaRuntime
-from selador.local.wire import is_hop_by_hop, now_ms
+from selador.local.wire import now_ms
 
 log = logging.getLogger("selador.gateway")
 
@@ -252,7 +253,10 @@ class Gateway:
             Route(STATS_PATH, self._stats, methods=["GET"]),
             *HttpApi(self).routes(),
         ]
-        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        # An HTTP API has no redirects: "/health/" is another path, and it has no route.
+        app.router.redirect_slashes = False
+        return app
 
     def start(self) -> None:
         """Start enforcing the idle and duration limits; call on the serving event loop."""
@@ -265,10 +269,12 @@ class Gateway:
             self._watchdog.cancel()
 
     async def _http_error(self, _request: Request, exc: Exception) -> Response:
-        # API Gateway's wording for unknown routes and methods, in JSON like every other answer.
+        # An HTTP API answers a path or a method without a route alike: 404 {"message":"Not Found"}
+        # (a route is a method and a path, so a wrong method is no route at all).
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = {404: "Not Found", 405: "Method Not Allowed"}.get(status, "Internal Server Error")
-        return JSONResponse({"message": message}, status_code=status)
+        if status in (404, 405):
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        return JSONResponse({"message": "Internal Server Error"}, status_code=status)
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""

@@ -28,16 +28,6 @@ def aws_error(status: int, error_type: str, message: str) -> Response:
     return JSONResponse({"message": message}, status_code=status, headers=headers)
 
 
-HOP_BY_HOP = frozenset({"connection", "upgrade", "keep-alive", "transfer-encoding", "te", "trailer"})
-"""Headers that end at the first hop (RFC 9110 §7.6.1), so API Gateway does not pass them on."""
-
-
-def is_hop_by_hop(name: str) -> bool:
-    """Whether header ``name`` (any case) ends at API Gateway: the hop-by-hop ones and ``proxy-*``."""
-    lowered = name.lower()
-    return lowered in HOP_BY_HOP or lowered.startswith("proxy-")
-
-
 def is_text(data: bytes) -> bool:
     """Whether ``data`` is valid UTF-8 (the gateway's test for "a text body")."""
     try:

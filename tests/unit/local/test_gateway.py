@@ -30,6 +30,7 @@ from botocore.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from selador.local.events import request_time
 from selador.local.gateway import Gateway, GatewayOptions
 from selador.local.runtime import LambdaRuntime
 from selador.local.serve import RunningGateway, serve_in_thread
@@ -96,7 +97,7 @@ def gateway(
     opts = GatewayOptions(
         stage="production",
         websocket_route_keys=options.pop("websocket_route_keys", ROUTES),
-        http_routes=HTTP_ROUTES,
+        http_routes=options.pop("http_routes", HTTP_ROUTES),
         function_name="main-fn",
         **options,
     )
@@ -703,6 +704,89 @@ async def test_http_routes_are_payload_v2_events_and_responses() -> None:
     assert binary_event["isBase64Encoded"] is True
     assert base64.b64decode(binary_event["body"]) == b"\xff\x00"
     assert binary.status_code == 500  # the stand-in cannot json-decode it: API Gateway's 500
+
+
+async def test_http_events_carry_api_gateways_context_and_forwarded_headers() -> None:
+    recorder = Recorder()
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        recorder.add(event)
+        return {"ok": True}
+
+    hop_by_hop = {"Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "Basic eDp5"}
+    with gateway(handler) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            await http.get("/health", headers={"X-Custom": "1", **hop_by_hop})
+            await http.get("/health", headers={"X-Forwarded-For": "203.0.113.5"})
+        port = running.endpoints.port
+    first, second = recorder.events
+    context = first["requestContext"]
+    assert re.fullmatch(r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000", context["time"])
+    assert context["time"] == request_time(context["timeEpoch"])
+    assert abs(context["timeEpoch"] - time.time() * 1000) < 60_000
+    assert context["domainName"] == "sel4d0rhttp.execute-api.us-west-2.amazonaws.com"
+    assert context["domainPrefix"] == "sel4d0rhttp"
+    assert CONNECTION_ID.fullmatch(context["requestId"])
+    headers = first["headers"]
+    assert headers["host"] == f"127.0.0.1:{port}"
+    assert headers["x-custom"] == "1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert (headers["x-forwarded-port"], headers["x-forwarded-proto"]) == (str(port), "http")
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", headers["x-amzn-trace-id"])
+    assert not {"keep-alive", "te", "proxy-authorization", "connection"} & headers.keys()
+    assert second["headers"]["x-forwarded-for"] == "203.0.113.5"  # the client's own is kept
+    assert first["headers"]["x-amzn-trace-id"] != second["headers"]["x-amzn-trace-id"]
+
+
+async def test_http_api_answers_404_for_no_route_whatever_the_reason() -> None:
+    """A wrong method, a trailing slash, an unknown path, HEAD on a GET route: HTTP API's 404."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            answers = {
+                "GET /invoke": await http.get("/invoke"),
+                "PUT /health": await http.put("/health"),
+                "GET /health/": await http.get("/health/"),
+                "POST /invoke/": await http.post("/invoke/", json={}),
+                "GET /nope": await http.get("/nope"),
+                "HEAD /health": await http.head("/health"),
+            }
+        # The WebSocket stage still answers on the same port.
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.send('{"action": "ping"}')
+            recorder.wait_for("MESSAGE")
+    for request, answer in answers.items():
+        assert answer.status_code == 404, request
+        assert answer.headers.get("location") is None, request  # no redirect
+        if not request.startswith("HEAD"):
+            assert answer.json() == {"message": "Not Found"}, request
+    assert [e for e in recorder.events if "version" in e] == []  # the function never ran
+
+
+async def test_http_api_any_greedy_head_and_default_routes() -> None:
+    recorder = Recorder()
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        recorder.add(event)
+        return {"statusCode": 200, "body": event["routeKey"]}
+
+    routes = (("GET", "/health"), ("HEAD", "/health"), ("ANY", "/any"), ("GET", "/files/{proxy+}"))
+    with gateway(handler, http_routes=(*routes, ("ANY", "$default"))) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            head = await http.head("/health")
+            any_delete = await http.delete("/any")
+            greedy = await http.get("/files/a/b.txt")
+            fallback = await http.post("/elsewhere/x")
+            wrong_method = await http.post("/health")
+    assert head.status_code == 200
+    assert recorder.events[0]["routeKey"] == "HEAD /health"
+    assert any_delete.text == "ANY /any"
+    assert recorder.events[1]["requestContext"]["http"]["method"] == "DELETE"
+    assert greedy.text == "GET /files/{proxy+}"
+    assert recorder.events[2]["pathParameters"] == {"proxy": "a/b.txt"}
+    assert fallback.text == "$default" and "pathParameters" not in recorder.events[3]
+    assert recorder.events[3]["rawPath"] == "/elsewhere/x"
+    assert wrong_method.text == "$default"  # no POST /health: $default catches it
 
 
 async def test_http_handler_exception_is_internal_server_error() -> None:
