@@ -340,7 +340,14 @@ class Gateway:
         accept_headers: dict[str, str] = {}
         if "$connect" in self.options.websocket_route_keys:
             event = connect_event(**self._event_identity(conn), query=conn.query or None)
-            event["headers"], event["multiValueHeaders"] = _connect_headers(event["headers"], raw_headers)
+            added = dict(event["headers"])
+            # The port and scheme the client reached this gateway on, as for the HTTP API (and
+            # like Host): API Gateway's own would be 443 and https.
+            server = websocket.scope.get("server")
+            if server:
+                added["X-Forwarded-Port"] = str(server[1])
+            added["X-Forwarded-Proto"] = "https" if websocket.scope.get("scheme") == "wss" else "http"
+            event["headers"], event["multiValueHeaders"] = _connect_headers(added, raw_headers)
             if query_pairs:
                 multi: dict[str, list[str]] = {}
                 for name, value in query_pairs:

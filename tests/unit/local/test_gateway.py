@@ -237,7 +237,8 @@ async def test_connect_header_names_are_passed_as_received_and_hop_by_hop_ones_d
     assert headers["X-MiXeD-Case"] == "kept"
     # What the client sent wins over what API Gateway would add; the rest is added.
     assert headers["x-forwarded-for"] == "203.0.113.9" and "X-Forwarded-For" not in headers
-    assert {"X-Forwarded-Port", "X-Forwarded-Proto", "X-Amzn-Trace-Id"} <= headers.keys()
+    assert (headers["X-Forwarded-Port"], headers["X-Forwarded-Proto"]) == (str(endpoints.port), "http")
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", headers["X-Amzn-Trace-Id"])
     lowered = {name.lower() for name in headers}
     assert not lowered & {"upgrade", "connection", "keep-alive", "proxy-authorization", "te"}
     assert event["multiValueHeaders"]["X-MiXeD-Case"] == ["kept"]
