@@ -90,6 +90,9 @@ class ConnectionsApi:
         return Response(status_code=200, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     def _gone(self) -> Response:
-        # One answer whether the id never existed, is still in $connect, or has closed.
+        # One answer whether the id never existed, is still in $connect, or has closed. The
+        # service model's GoneException has no members, so no message: the error type travels
+        # in the header botocore reads (SDKs print "GoneException: null").
         self.gateway.counters["gone_410"] += 1
-        return aws_error(410, "GoneException", "Gone")
+        headers = {"x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": str(uuid.uuid4())}
+        return Response(b"{}", status_code=410, media_type="application/json", headers=headers)

@@ -514,6 +514,21 @@ async def test_management_api_post_get_delete_and_gone() -> None:
     assert summary["framesDelivered"] == 1
 
 
+async def test_gone_carries_no_message_as_the_service_model_has_none() -> None:
+    with gateway(lambda e, c: None) as running:
+        client = management(running)
+        with pytest.raises(client.exceptions.GoneException) as gone:
+            client.post_to_connection(ConnectionId="NeverExisted0A=", Data=b"x")
+        async with httpx.AsyncClient(base_url=running.endpoints.management_endpoint, timeout=WAIT) as http:
+            raw = await http.post("/@connections/NeverExisted0A%3D", content=b"x")
+    assert gone.value.response["Error"]["Code"] == "GoneException"
+    assert gone.value.response["Error"]["Message"] == ""
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    assert raw.status_code == 410
+    assert raw.headers["x-amzn-ErrorType"] == "GoneException"
+    assert raw.json() == {}
+
+
 async def test_post_over_128_kib_is_payload_too_large_and_exactly_128_kib_is_delivered() -> None:
     with gateway(lambda e, c: None) as running:
         client = management(running)
