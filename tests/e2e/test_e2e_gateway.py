@@ -32,6 +32,7 @@ async def test_handler_and_env_flags_and_events_shaped_like_api_gateway(tmp_path
         "ECHO_MARK=from-cli",
     ) as gw:
         assert "Handler     echo_handler.lambda_handler" in gw.output
+        assert "integration timeout 29 s" in gw.output  # the template's TimeoutInMillis
         async with ws_connect(gw.endpoints.ws_url + "?tag=echo") as ws:
             await ws.send(json.dumps({"action": "invoke", "question": "q"}))
             text_reply = await recv_json(ws)

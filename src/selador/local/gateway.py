@@ -105,7 +105,7 @@ class GatewayOptions:
         idle_timeout: Seconds without a message either way before closing with 1001.
         max_connection_duration: Seconds a connection may last before closing with 1001.
         integration_timeout: Seconds before a MESSAGE route answers "Endpoint request timed out"
-            (``None``: never, the default; AWS: 29).
+            (``None``: never; default 29, API Gateway's maximum and its default).
         inject_429: Fraction of PostToConnection calls answered 429 without delivering.
         client_buffer_bytes: Bytes posted but not yet written to a client before further posts
             answer 429 ("the client-side buffer is full").
@@ -126,7 +126,7 @@ class GatewayOptions:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     idle_timeout: float = 600.0
     max_connection_duration: float = 7200.0
-    integration_timeout: float | None = None
+    integration_timeout: float | None = 29.0
     inject_429: float = 0.0
     client_buffer_bytes: int = 1024 * 1024
     async_retries: int = 2

@@ -49,13 +49,15 @@ from selador.local.gateway import (
 )
 from selador.local.processes import ProcessRuntime, default_workers
 from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
-from selador.local.template import FunctionConfig, TemplateError, load_template, load_yaml
+from selador.local.template import FunctionConfig, TemplateConfig, TemplateError, load_template, load_yaml
 from selador.settings import SettingsError, load_settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3001
 LOCAL_REGION = "us-west-2"
 LAMBDA_DEFAULT_ASYNC_RETRIES = 2
+API_GATEWAY_INTEGRATION_TIMEOUT = 29.0
+"""Seconds: a WebSocket integration's default and maximum ``TimeoutInMillis``."""
 
 log = logging.getLogger("selador.gateway")
 
@@ -475,7 +477,8 @@ def _parser() -> argparse.ArgumentParser:
         "--integration-timeout",
         type=float,
         metavar="SECONDS",
-        help="emulate API Gateway's 29 s (off by default)",
+        help="API Gateway's integration timeout on message routes (default: the template's "
+        "TimeoutInMillis of the WebSocket integration, else 29 s); 0 turns it off",
     )
     add("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="default %(default)s")
     add(
@@ -492,6 +495,16 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="gateway log level"
     )
     return parser
+
+
+def _integration_timeout(flag: float | None, template: TemplateConfig) -> float | None:
+    """Seconds before a message route times out: the flag (0 = off), else the template's, else 29."""
+    if flag is not None:
+        if flag < 0:
+            raise SystemExit("selador serve: --integration-timeout must be 0 (off) or more")
+        return flag or None
+    millis = template.websocket_integration_timeout_ms
+    return millis / 1000 if millis is not None else API_GATEWAY_INTEGRATION_TIMEOUT
 
 
 def _positive(text: str) -> int:
@@ -647,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         max_message_bytes=MAX_MESSAGE_BYTES,
         idle_timeout=args.idle_timeout,
         max_connection_duration=args.max_connection_duration,
-        integration_timeout=args.integration_timeout or None,
+        integration_timeout=_integration_timeout(args.integration_timeout, template),
         inject_429=_rate(args.inject_429, "--inject-429"),
         client_buffer_bytes=args.client_buffer_bytes,
         async_retries=(

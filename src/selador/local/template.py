@@ -44,6 +44,7 @@ PSEUDO_PARAMETERS: dict[str, str] = {
 _SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 _SERVERLESS_WEBSOCKET_API = "AWS::Serverless::WebSocketApi"
 _V2_API = "AWS::ApiGatewayV2::Api"
+_V2_INTEGRATION = "AWS::ApiGatewayV2::Integration"
 _V2_ROUTE = "AWS::ApiGatewayV2::Route"
 _V2_STAGE = "AWS::ApiGatewayV2::Stage"
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -90,6 +91,9 @@ class TemplateConfig:
         http_routes: ``(METHOD, path)`` pairs of the HTTP API routes, in template order.
         stage_name: The WebSocket API's stage, resolved (``production``).
         parameters: Every template parameter that has a value (default or override), as strings.
+        websocket_integration_timeout_ms: ``TimeoutInMillis`` of the WebSocket API's
+            integrations (the largest when they differ); ``None`` when the template sets none
+            (API Gateway's default is then its maximum, 29 s).
     """
 
     function: FunctionConfig
@@ -98,6 +102,7 @@ class TemplateConfig:
     http_routes: tuple[tuple[str, str], ...]
     stage_name: str
     parameters: dict[str, str] = field(default_factory=dict)
+    websocket_integration_timeout_ms: int | None = None
 
 
 # --------------------------------------------------------------------------------------- YAML
@@ -531,6 +536,36 @@ def _websocket(resolver: _Resolver, resources: Mapping[str, Any]) -> tuple[str, 
     return found[0] if found else ("", (), "")
 
 
+WEBSOCKET_TIMEOUT_MS = (50, 29_000)
+"""The range API Gateway accepts for a WebSocket integration's ``TimeoutInMillis``."""
+
+
+def _websocket_integration_timeout(resolver: _Resolver, resources: Mapping[str, Any]) -> int | None:
+    """``TimeoutInMillis`` of the WebSocket API's integrations (the largest), or ``None``."""
+    websocket_apis = {
+        logical_id
+        for logical_id, res in resources.items()
+        if isinstance(res, dict)
+        and res.get("Type") == _V2_API
+        and _maybe(resolver, (res.get("Properties") or {}).get("ProtocolType")) == "WEBSOCKET"
+    }
+    timeouts: list[int] = []
+    for logical_id, res in resources.items():
+        if not isinstance(res, dict) or res.get("Type") != _V2_INTEGRATION:
+            continue
+        props = res.get("Properties") or {}
+        if "TimeoutInMillis" not in props or not any(
+            _refers_to(props.get("ApiId"), a) for a in websocket_apis
+        ):
+            continue
+        text = _resolved_str(resolver, props["TimeoutInMillis"], f"{logical_id}.TimeoutInMillis")
+        low, high = WEBSOCKET_TIMEOUT_MS
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise TemplateError(f"{logical_id}.TimeoutInMillis must be {low} to {high}, got {text!r}")
+        timeouts.append(int(text))
+    return max(timeouts) if timeouts else None
+
+
 def _http_routes(
     resolver: _Resolver, resources: Mapping[str, Any], function_id: str, function: Mapping[str, Any]
 ) -> tuple[tuple[str, str], ...]:
@@ -633,4 +668,5 @@ def load_template(
         http_routes=_http_routes(resolver, resources, function_logical_id, function),
         stage_name=stage,
         parameters=parameters,
+        websocket_integration_timeout_ms=_websocket_integration_timeout(resolver, resources),
     )

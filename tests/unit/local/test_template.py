@@ -93,6 +93,7 @@ def test_real_template_routes_and_stage() -> None:
     assert config.stage_name == "production"
     assert config.parameters["StageName"] == "production"
     assert config.parameters["FunctionTimeout"] == "900"
+    assert config.websocket_integration_timeout_ms == 29_000
 
 
 def test_real_template_overrides() -> None:
@@ -453,6 +454,64 @@ def test_apigatewayv2_resources(tmp_path: Path) -> None:
     assert config.websocket_route_keys == ("$default",)
     assert config.stage_name == "live"
     assert config.http_routes == (("PUT", "/items/{id}"), ("ANY", "$default"))
+    assert config.websocket_integration_timeout_ms is None  # no integration: API Gateway's 29 s
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "expected"),
+    [(["5000"], 5000), (["5000", "12000"], 12000), (["!Ref WsTimeout"], 7000)],
+)
+def test_websocket_integration_timeout(tmp_path: Path, timeouts: list[str], expected: int) -> None:
+    integrations = "".join(
+        f"""
+      Int{i}:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Ws
+          IntegrationType: AWS_PROXY
+          TimeoutInMillis: {value}"""
+        for i, value in enumerate(timeouts)
+    )
+    body = (
+        "\n    Parameters:\n      WsTimeout:\n        Type: Number\n        Default: 7000"
+        + MINIMAL_FUNCTION
+        + """
+      Ws:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: WEBSOCKET
+      HttpInt:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Http
+          TimeoutInMillis: 30000
+      Http:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: HTTP"""
+        + integrations
+        + "\n"
+    )
+    assert load_template(write(tmp_path, body)).websocket_integration_timeout_ms == expected
+
+
+def test_websocket_integration_timeout_out_of_range_is_an_error(tmp_path: Path) -> None:
+    body = (
+        MINIMAL_FUNCTION
+        + """
+      Ws:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: WEBSOCKET
+      Int:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Ws
+          TimeoutInMillis: 30000
+    """
+    )
+    with pytest.raises(TemplateError, match="TimeoutInMillis must be 50 to 29000"):
+        load_template(write(tmp_path, body))
 
 
 def test_two_websocket_apis_are_ambiguous(tmp_path: Path) -> None:
