@@ -1,8 +1,9 @@
 """The local API Gateway: one Starlette app that plays every AWS endpoint the handler talks to.
 
-* WebSocket API at ``/{stage}`` (and ``/``): ``$connect`` runs during the handshake and can reject
-  it, every message becomes a MESSAGE event routed by ``$request.body.action``, every close a
-  DISCONNECT event with its code and reason. Events come from :mod:`selador.local.events`.
+* WebSocket API at ``/{stage}`` (only: other paths are refused): ``$connect`` runs during the
+  handshake and can reject it, every text message becomes a MESSAGE event routed by
+  ``$request.body.action``, every close a DISCONNECT event with its code and reason. Events come
+  from :mod:`selador.local.events`.
 * Management API at ``/{stage}/@connections/{connectionId}``
   (:mod:`selador.local.connections_api`): POST / GET / DELETE with API Gateway's status codes and
   ``x-amzn-ErrorType`` headers, so a real boto3 client raises ``GoneException`` and the others.
@@ -246,8 +247,8 @@ class Gateway:
     def _build_app(self) -> Starlette:
         stage = self.options.stage
         routes: list[Route | WebSocketRoute] = [
+            # The stage only: API Gateway's URL needs it, and any other path is refused (403).
             WebSocketRoute(f"/{stage}", self._websocket),
-            WebSocketRoute("/", self._websocket),
             *ConnectionsApi(self).routes(),
             *LambdaApi(self).routes(),
             Route(STATS_PATH, self._stats, methods=["GET"]),

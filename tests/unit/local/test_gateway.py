@@ -317,17 +317,20 @@ async def test_route_selection_follows_request_body_action(body: str, route: str
     assert event["body"] == body
 
 
-async def test_websocket_also_answers_at_root_and_refuses_other_paths() -> None:
+@pytest.mark.parametrize("path", ["", "/", "/staging", "/production/", "/production/x"])
+async def test_websocket_answers_on_the_stage_only(path: str) -> None:
+    """As in AWS, the stage is part of the URL: without it (or with another) the handshake is 403."""
     recorder = Recorder()
     with gateway(lambda e, c: recorder.add(e)) as running:
-        root = running.endpoints.ws_url.rsplit("/", 1)[0] + "/"
-        async with ws_connect(root) as ws:
+        base = running.endpoints.ws_url.rsplit("/", 1)[0]
+        with pytest.raises(InvalidStatus) as info:
+            async with ws_connect(base + path):
+                pass
+        async with ws_connect(running.endpoints.ws_url) as ws:
             await ws.send('{"action": "ping"}')
             recorder.wait_for("MESSAGE")
-        with pytest.raises(InvalidStatus) as info:
-            async with ws_connect(root + "staging"):
-                pass
     assert info.value.response.status_code == 403
+    assert len(recorder.of_type("CONNECT")) == 1  # the refused handshake ran no $connect
 
 
 # ---------------------------------------------------------------------------------- $connect
