@@ -274,9 +274,9 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
 def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | None:
     """The caller's principal; with ``AUTH_MODE=jwt`` a valid bearer token is required.
 
-    The template's JWT authorizer already checked the token in AWS; checking again here costs
-    microseconds (keys are cached) and is what protects the API behind the local gateway, or behind
-    an API deployed without the authorizer.
+    The template's JWT authorizer already checked the token (in AWS, and in the local gateway with
+    ``AUTH_MODE=jwt``); checking again here costs microseconds (keys are cached) and is what
+    protects an API deployed without the authorizer.
     """
     try:
         principal = authenticate(raw_event, settings, allow_query=False)

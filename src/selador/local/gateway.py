@@ -28,9 +28,9 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -57,6 +57,10 @@ from selador.local.httpapi import HttpApi
 from selador.local.lambda_api import LambdaApi
 from selador.local.runtime import Invocation, LambdaRuntime
 from selador.local.wire import now_ms
+
+if TYPE_CHECKING:
+    from selador.local.template import JwtRouteAuth
+    from selador.settings import Settings
 
 log = logging.getLogger("selador.gateway")
 
@@ -114,6 +118,10 @@ class GatewayOptions:
         async_retry_delay: Seconds before the first retry; the second waits twice as long.
         async_duplicate_rate: Fraction of ``Event`` invocations delivered twice (at-least-once).
         disconnect_drop_rate: Fraction of ``$disconnect`` invocations skipped (best-effort delivery).
+        http_jwt_routes: HTTP API routes behind a JWT authorizer (from the template).
+        auth_settings: The handler's settings when its ``AUTH_MODE`` is ``jwt``: the JWT
+            authorizer checks tokens with them. ``None``: the authorizer lets every request in,
+            as authentication is off locally.
     """
 
     stage: str = DEFAULT_STAGE
@@ -134,6 +142,8 @@ class GatewayOptions:
     async_retry_delay: float = 1.0
     async_duplicate_rate: float = 0.0
     disconnect_drop_rate: float = 0.0
+    http_jwt_routes: Mapping[tuple[str, str], JwtRouteAuth] = field(default_factory=dict)
+    auth_settings: Settings | None = None
 
 
 @dataclass

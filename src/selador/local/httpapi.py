@@ -3,26 +3,33 @@
 Each ``(METHOD, path)`` the template declares becomes a Starlette route whose request is turned
 into the event API Gateway would send (:func:`selador.local.events.http_v2_event`) and whose
 function result is turned back into the answer API Gateway would give (:func:`http_answer`).
+Routes the template puts behind a JWT authorizer get API Gateway's check first when the
+handler's ``AUTH_MODE`` is ``jwt``: ``401 {"message":"Unauthorized"}`` without a valid token,
+``requestContext.authorizer.jwt`` with one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from selador.auth import AuthError, verify_token
 from selador.local.events import http_v2_event, is_hop_by_hop
 from selador.local.runtime import Invocation
 from selador.local.wire import is_text
 
 if TYPE_CHECKING:
     from selador.local.gateway import Gateway
+    from selador.local.template import JwtRouteAuth
+    from selador.settings import Settings
 
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -63,7 +70,16 @@ class HttpApi:
         route_key = "$default" if path == "$default" else f"{method} {path}"
         gateway = self.gateway
 
+        jwt = gateway.options.http_jwt_routes.get((method, path))
+
         async def endpoint(request: Request) -> Response:
+            authorizer = None
+            if jwt is not None and gateway.options.auth_settings is not None:
+                # Before the function runs, as API Gateway's authorizer does.
+                verdict = await _authorize(request, jwt, gateway.options.auth_settings)
+                if isinstance(verdict, Response):
+                    return verdict
+                authorizer = verdict
             raw = await request.body()
             body: str | bytes | None = None
             if raw:
@@ -91,10 +107,89 @@ class HttpApi:
                 event["cookies"] = [c.strip() for c in cookies.split(";") if c.strip()]
             if request.path_params and path != "$default":
                 event["pathParameters"] = dict(request.path_params)
+            if authorizer is not None:
+                event["requestContext"]["authorizer"] = authorizer
             outcome = await gateway.runtime.invoke(event, label=f"http {route_key}")
             return http_answer(outcome)
 
         return endpoint
+
+
+async def _authorize(request: Request, route: JwtRouteAuth, settings: Settings) -> Response | dict[str, Any]:
+    """API Gateway's JWT authorizer: the refusal it answers, or ``requestContext.authorizer``.
+
+    The token is checked by :func:`selador.auth.verify_token` with the handler's settings
+    (``AUTH_ISSUER``, ``AUTH_AUDIENCE``, the JWKS URL or the local HS256 secret), so the gateway
+    and the function accept the same tokens.
+    """
+    token = _identity(request, route.identity_source)
+    if not token:
+        # No credential: 401 with the bare challenge of RFC 6750 §3.1.
+        return _refusal(401, "Unauthorized", "Bearer")
+    try:
+        # PyJWT may fetch the issuer's key set: not on the event loop.
+        principal = await asyncio.to_thread(verify_token, token, settings)
+    except AuthError as exc:
+        description = _AWS_DESCRIPTIONS.get(exc.reason, exc.reason.removeprefix("invalid token: "))
+        challenge = f'Bearer scope="" error="invalid_token" error_description="{_quoted(description)}"'
+        return _refusal(401, "Unauthorized", challenge)
+    claims = dict(principal.claims or {})
+    scopes = _token_scopes(claims)
+    if route.scopes and not set(route.scopes) & set(scopes):
+        return _refusal(403, "Forbidden", None)
+    return {"jwt": {"claims": {k: _claim_text(v) for k, v in claims.items()}, "scopes": scopes or None}}
+
+
+# How API Gateway words the refusals it documents; the others keep selador.auth's reason.
+_AWS_DESCRIPTIONS = {"invalid token: wrong audience": "the token does not have a valid audience"}
+
+
+def _refusal(status: int, message: str, challenge: str | None) -> Response:
+    headers = {"www-authenticate": challenge} if challenge else None
+    return JSONResponse({"message": message}, status_code=status, headers=headers)
+
+
+def _quoted(text: str) -> str:
+    # A quoted-string of the challenge cannot hold a bare double quote or a line break.
+    return text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
+
+
+def _identity(request: Request, source: str) -> str | None:
+    """The token named by an identity source, without its optional ``Bearer`` prefix."""
+    kind, _, name = source.removeprefix("$request.").partition(".")
+    if kind == "header":
+        value = request.headers.get(name)
+    elif kind == "querystring":
+        value = request.query_params.get(name)
+    else:
+        value = None
+    if value is None:
+        return None
+    value = value.strip()
+    if value[:7].lower() == "bearer ":
+        value = value[7:].strip()
+    return value
+
+
+def _token_scopes(claims: Mapping[str, Any]) -> list[str]:
+    """The token's scopes: ``scope`` (space-separated, OAuth 2.0) or ``scp`` (a list or a string)."""
+    raw = claims.get("scope", claims.get("scp"))
+    if isinstance(raw, str):
+        return raw.split()
+    if isinstance(raw, list):
+        return [str(item) for item in raw]
+    return []
+
+
+def _claim_text(value: Any) -> str:
+    """A claim as the HTTP API hands it over: every value a string, lists as ``[a b]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(_claim_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 def _forwarded_headers(request: Request, source_ip: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -655,6 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         stage=stage,
         websocket_route_keys=template.websocket_route_keys,
         http_routes=template.http_routes,
+        http_jwt_routes=template.http_jwt_routes,
         function_name=function_name,
         region=LOCAL_REGION,
         max_message_bytes=MAX_MESSAGE_BYTES,
@@ -706,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
                 cli_env=cli_env,
                 unresolved=list(function.unresolved_environment),
             )
+            settings = load_settings()
         except HandlerLoadError as exc:
             cause = exc.__cause__
             if cause is not None and not isinstance(cause, ModuleNotFoundError):
@@ -744,6 +747,9 @@ def main(argv: list[str] | None = None) -> int:
                 region=LOCAL_REGION,
                 concurrency=args.concurrency,
             )
+        if settings.auth_mode == "jwt":
+            # The template's JWT authorizer checks tokens as the handler does (selador.auth).
+            options = dataclasses.replace(options, auth_settings=settings)
         gateway = Gateway(runtime, options)
         server = build_server(
             gateway, max_frame_bytes=args.max_frame_bytes, on_ready=lambda: print(banner, flush=True)

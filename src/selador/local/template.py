@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "DEFAULT_IDENTITY_SOURCE",
     "PSEUDO_PARAMETERS",
     "FunctionConfig",
+    "JwtRouteAuth",
     "TemplateConfig",
     "TemplateError",
     "load_template",
@@ -45,6 +47,7 @@ _SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 _SERVERLESS_WEBSOCKET_API = "AWS::Serverless::WebSocketApi"
 _V2_API = "AWS::ApiGatewayV2::Api"
 _V2_INTEGRATION = "AWS::ApiGatewayV2::Integration"
+_V2_AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 _V2_ROUTE = "AWS::ApiGatewayV2::Route"
 _V2_STAGE = "AWS::ApiGatewayV2::Stage"
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -80,6 +83,28 @@ class FunctionConfig:
     unresolved_environment: tuple[str, ...] = ()
 
 
+DEFAULT_IDENTITY_SOURCE = "$request.header.Authorization"
+"""Where a JWT authorizer reads the token when the template does not say."""
+
+
+@dataclass(frozen=True)
+class JwtRouteAuth:
+    """The JWT authorizer on one HTTP API route.
+
+    The issuer and audience are not read from the template: they are deployment parameters, and
+    the local gateway checks tokens with the handler's own ``AUTH_*`` settings.
+
+    Attributes:
+        authorizer: The authorizer's name in the template (``OidcJwt``).
+        identity_source: Where the token is read (``$request.header.Authorization``).
+        scopes: The route's ``AuthorizationScopes`` (the token needs one of them); empty: none.
+    """
+
+    authorizer: str
+    identity_source: str = DEFAULT_IDENTITY_SOURCE
+    scopes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class TemplateConfig:
     """What the local tools need from the template.
@@ -91,6 +116,7 @@ class TemplateConfig:
         http_routes: ``(METHOD, path)`` pairs of the HTTP API routes, in template order.
         stage_name: The WebSocket API's stage, resolved (``production``).
         parameters: Every template parameter that has a value (default or override), as strings.
+        http_jwt_routes: The HTTP API routes a JWT authorizer protects, with its settings.
         websocket_integration_timeout_ms: ``TimeoutInMillis`` of the WebSocket API's
             integrations (the largest when they differ); ``None`` when the template sets none
             (API Gateway's default is then its maximum, 29 s).
@@ -103,6 +129,7 @@ class TemplateConfig:
     stage_name: str
     parameters: dict[str, str] = field(default_factory=dict)
     websocket_integration_timeout_ms: int | None = None
+    http_jwt_routes: dict[tuple[str, str], JwtRouteAuth] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------- YAML
@@ -566,22 +593,38 @@ def _websocket_integration_timeout(resolver: _Resolver, resources: Mapping[str, 
     return max(timeouts) if timeouts else None
 
 
+Route = tuple[str, str]
+"""``(METHOD, path)`` of an HTTP API route (``("ANY", "$default")`` for the catch-all)."""
+
+
 def _http_routes(
-    resolver: _Resolver, resources: Mapping[str, Any], function_id: str, function: Mapping[str, Any]
-) -> tuple[tuple[str, str], ...]:
-    """HTTP API routes: the function's ``HttpApi`` events plus HTTP ``ApiGatewayV2::Route`` resources."""
-    routes: list[tuple[str, str]] = []
+    resolver: _Resolver,
+    resources: Mapping[str, Any],
+    function_id: str,
+    function: Mapping[str, Any],
+    http_api_globals: Mapping[str, Any],
+) -> tuple[tuple[Route, ...], dict[Route, JwtRouteAuth]]:
+    """HTTP API routes and the JWT authorizer of each route that has one.
+
+    The routes are the function's ``HttpApi`` events plus HTTP ``ApiGatewayV2::Route`` resources.
+    """
+    routes: list[Route] = []
+    auth: dict[Route, JwtRouteAuth] = {}
     events = (function.get("Properties") or {}).get("Events") or {}
     for name, event in events.items():
         if not isinstance(event, dict) or event.get("Type") != "HttpApi":
             continue
         props = event.get("Properties") or {}
+        where = f"{function_id}.Events.{name}"
         if "Path" not in props and "Method" not in props:
-            routes.append(("ANY", "$default"))  # SAM: an HttpApi event without both is the catch-all
-            continue
-        method = _resolved_str(resolver, props.get("Method", "ANY"), f"{function_id}.Events.{name}.Method")
-        path = _resolved_str(resolver, props.get("Path", "/"), f"{function_id}.Events.{name}.Path")
-        routes.append((method.upper(), path))
+            route: Route = ("ANY", "$default")  # SAM: an HttpApi event without both is the catch-all
+        else:
+            method = _resolved_str(resolver, props.get("Method", "ANY"), f"{where}.Method")
+            route = (method.upper(), _resolved_str(resolver, props.get("Path", "/"), f"{where}.Path"))
+        routes.append(route)
+        jwt = _sam_jwt_auth(resolver, resources, props, http_api_globals, where)
+        if jwt is not None:
+            auth[route] = jwt
     http_apis = {
         logical_id
         for logical_id, res in resources.items()
@@ -596,8 +639,72 @@ def _http_routes(
         if any(_refers_to(props.get("ApiId"), api) for api in http_apis):
             key = _resolved_str(resolver, props.get("RouteKey"), f"{logical_id}.RouteKey")
             method, _, path = key.partition(" ")
-            routes.append((method.upper(), path) if path else ("ANY", key))
-    return tuple(routes)
+            route = (method.upper(), path) if path else ("ANY", key)
+            routes.append(route)
+            jwt = _v2_jwt_auth(resolver, resources, props, logical_id)
+            if jwt is not None:
+                auth[route] = jwt
+    return tuple(routes), auth
+
+
+def _strings(resolver: _Resolver, value: Any, what: str) -> tuple[str, ...]:
+    resolved = _maybe(resolver, value)
+    if resolved is None:
+        raise TemplateError(f"{what} cannot be resolved offline")
+    return tuple(_scalar(v) for v in (resolved if isinstance(resolved, list) else [resolved]))
+
+
+def _sam_jwt_auth(
+    resolver: _Resolver,
+    resources: Mapping[str, Any],
+    props: Mapping[str, Any],
+    http_api_globals: Mapping[str, Any],
+    where: str,
+) -> JwtRouteAuth | None:
+    """The JWT authorizer of a SAM ``HttpApi`` event.
+
+    The event's ``Auth.Authorizer``, else the API's ``DefaultAuthorizer``; ``None`` for ``NONE``,
+    no authorizer, or one that is not a JWT authorizer (a Lambda authorizer is not emulated).
+    """
+    api_id = props.get("ApiId")
+    api_name = api_id.get("Ref") if isinstance(api_id, dict) else None
+    api = resources.get(api_name) if isinstance(api_name, str) else None
+    # An event without ApiId belongs to SAM's implicit API, configured in Globals.HttpApi.
+    api_props = (api.get("Properties") or {}) if isinstance(api, dict) else http_api_globals
+    api_auth = api_props.get("Auth") or {}
+    event_auth = props.get("Auth") or {}
+    name = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+    if name is None or name == "NONE":
+        return None
+    config = (api_auth.get("Authorizers") or {}).get(name)
+    if not isinstance(config, dict):
+        raise TemplateError(f"{where}.Auth.Authorizer {name!r} is not one of the API's Authorizers")
+    if "JwtConfiguration" not in config:
+        return None  # a Lambda authorizer: not emulated
+    identity = _strings(resolver, config.get("IdentitySource", DEFAULT_IDENTITY_SOURCE), where)
+    scopes = _strings(resolver, event_auth.get("AuthorizationScopes") or [], f"{where}.AuthorizationScopes")
+    return JwtRouteAuth(authorizer=name, identity_source=identity[0], scopes=scopes)
+
+
+def _v2_jwt_auth(
+    resolver: _Resolver, resources: Mapping[str, Any], props: Mapping[str, Any], logical_id: str
+) -> JwtRouteAuth | None:
+    """The JWT authorizer of an ``ApiGatewayV2::Route`` with ``AuthorizationType: JWT``."""
+    if _maybe(resolver, props.get("AuthorizationType")) != "JWT":
+        return None
+    authorizer_id = props.get("AuthorizerId")
+    name = authorizer_id.get("Ref") if isinstance(authorizer_id, dict) else None
+    authorizer = resources.get(name) if isinstance(name, str) else None
+    if (
+        not isinstance(name, str)
+        or not isinstance(authorizer, dict)
+        or authorizer.get("Type") != _V2_AUTHORIZER
+    ):
+        raise TemplateError(f"{logical_id}.AuthorizerId must be a Ref to an {_V2_AUTHORIZER}")
+    config = authorizer.get("Properties") or {}
+    identity = _strings(resolver, config.get("IdentitySource", [DEFAULT_IDENTITY_SOURCE]), name)
+    scopes = _strings(resolver, props.get("AuthorizationScopes") or [], f"{logical_id}.AuthorizationScopes")
+    return JwtRouteAuth(authorizer=name, identity_source=identity[0], scopes=scopes)
 
 
 def resolve_value(
@@ -661,11 +768,16 @@ def load_template(
     function_logical_id, function = _pick_function(resources, function_id)
     globals_ = ((template.get("Globals") or {}).get("Function")) or {}
     selection, route_keys, stage = _websocket(resolver, resources)
+    http_api_globals = ((template.get("Globals") or {}).get("HttpApi")) or {}
+    http_routes, http_jwt_routes = _http_routes(
+        resolver, resources, function_logical_id, function, http_api_globals
+    )
     return TemplateConfig(
         function=_function_config(resolver, function_logical_id, function, globals_),
         route_selection_expression=selection,
         websocket_route_keys=route_keys,
-        http_routes=_http_routes(resolver, resources, function_logical_id, function),
+        http_routes=http_routes,
+        http_jwt_routes=http_jwt_routes,
         stage_name=stage,
         parameters=parameters,
         websocket_integration_timeout_ms=_websocket_integration_timeout(resolver, resources),

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import httpx
+import jwt as pyjwt
 import pytest
 from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketConnectEventModel,
@@ -30,10 +31,13 @@ from botocore.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from selador.auth import authorizer_principal
 from selador.local.events import request_time
 from selador.local.gateway import Gateway, GatewayOptions
 from selador.local.runtime import LambdaRuntime
 from selador.local.serve import RunningGateway, serve_in_thread
+from selador.local.template import JwtRouteAuth
+from selador.settings import Settings
 
 ROUTES = ("$connect", "$disconnect", "$default", "invoke", "ping")
 HTTP_ROUTES = (("POST", "/invoke"), ("GET", "/health"))
@@ -806,6 +810,100 @@ async def test_http_api_any_greedy_head_and_default_routes() -> None:
     assert fallback.text == "$default" and "pathParameters" not in recorder.events[3]
     assert recorder.events[3]["rawPath"] == "/elsewhere/x"
     assert wrong_method.text == "$default"  # no POST /health: $default catches it
+
+
+JWT_SECRET = "gateway-test-secret-0123456789abcdef-0123456789"
+JWT_ISSUER = "https://issuer.selador.test/pool"
+JWT_AUDIENCE = "selador-client"
+
+
+def jwt_for(secret: str = JWT_SECRET, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"sub": "alice", "iat": now, "exp": now + 300, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, **claims}
+    return pyjwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
+
+
+@contextmanager
+def secured(handler: Handler, **options: Any) -> Iterator[RunningGateway]:
+    """A gateway whose POST /invoke is behind the template's JWT authorizer, with AUTH_MODE=jwt."""
+    settings = Settings(
+        auth_mode="jwt", auth_hs256_secret=JWT_SECRET, auth_issuer=JWT_ISSUER, auth_audience=JWT_AUDIENCE
+    )
+    routes = {("POST", "/invoke"): JwtRouteAuth("OidcJwt"), **options.pop("http_jwt_routes", {})}
+    with gateway(handler, http_jwt_routes=routes, auth_settings=settings, **options) as running:
+        yield running
+
+
+async def test_jwt_authorizer_refuses_before_the_function_runs() -> None:
+    recorder = Recorder()
+    with secured(lambda e, c: recorder.add(e)) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            missing = await http.post("/invoke", json={})
+            garbage = await http.post("/invoke", json={}, headers={"Authorization": "Bearer not.a.jwt"})
+            audience = await http.post(
+                "/invoke", json={}, headers={"Authorization": f"Bearer {jwt_for(aud='someone-else')}"}
+            )
+            expired = await http.post("/invoke", json={}, headers={"authorization": jwt_for(exp=1)})
+            forged = await http.post(
+                "/invoke", json={}, headers={"Authorization": f"Bearer {jwt_for(secret='w' * 48)}"}
+            )
+            health = await http.get("/health")  # the template leaves it open
+    for refused in (missing, garbage, audience, expired, forged):
+        assert refused.status_code == 401
+        assert refused.json() == {"message": "Unauthorized"}
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert audience.headers["www-authenticate"] == (
+        'Bearer scope="" error="invalid_token" error_description="the token does not have a valid audience"'
+    )
+    assert expired.headers["www-authenticate"].startswith('Bearer scope="" error="invalid_token" ')
+    assert health.status_code == 200
+    assert [e["routeKey"] for e in recorder.events] == ["GET /health"]  # /invoke never ran
+    assert "authorizer" not in recorder.events[0]["requestContext"]
+
+
+async def test_jwt_authorizer_passes_claims_and_scopes_as_the_v2_format_does() -> None:
+    recorder = Recorder()
+    with secured(lambda e, c: recorder.add(e) or {"ok": True}) as running:
+        token = jwt_for(groups=["admin", "ops"], email_verified=True, scope="read write")
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            with_bearer = await http.post("/invoke", json={}, headers={"Authorization": f"Bearer {token}"})
+            bare = await http.post("/invoke", json={}, headers={"Authorization": jwt_for(sub="bob")})
+    assert with_bearer.status_code == bare.status_code == 200
+    first, second = (e["requestContext"]["authorizer"]["jwt"] for e in recorder.events)
+    claims = first["claims"]
+    assert claims["sub"] == "alice" and claims["iss"] == JWT_ISSUER
+    # Every claim is a string, arrays as "[a b]", as the HTTP API hands them over.
+    assert claims["groups"] == "[admin ops]"
+    assert claims["email_verified"] == "true"
+    assert claims["exp"].isdigit()
+    assert first["scopes"] == ["read", "write"]
+    assert second["claims"]["sub"] == "bob"  # "The identitySource can include only the token"
+    assert second["scopes"] is None
+    # The handler reads the principal from there as it does in AWS.
+    assert authorizer_principal(recorder.events[0]) == "alice"
+
+
+async def test_jwt_authorizer_route_scopes_need_one_in_the_token() -> None:
+    scoped = {("GET", "/health"): JwtRouteAuth("OidcJwt", scopes=("selador/admin", "selador/ops"))}
+    with secured(lambda e, c: {"ok": True}, http_jwt_routes=scoped) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            none = await http.get("/health", headers={"Authorization": f"Bearer {jwt_for()}"})
+            other = await http.get("/health", headers={"Authorization": f"Bearer {jwt_for(scope='read')}"})
+            one = await http.get(
+                "/health", headers={"Authorization": f"Bearer {jwt_for(scp=['selador/ops'])}"}
+            )
+    assert (none.status_code, other.status_code, one.status_code) == (403, 403, 200)
+    assert none.json() == {"message": "Forbidden"}
+
+
+async def test_jwt_authorizer_is_off_when_authentication_is_off() -> None:
+    recorder = Recorder()
+    routes = {("POST", "/invoke"): JwtRouteAuth("OidcJwt")}
+    with gateway(lambda e, c: recorder.add(e) or {"ok": True}, http_jwt_routes=routes) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            answer = await http.post("/invoke", json={})
+    assert answer.status_code == 200
+    assert "authorizer" not in recorder.events[0]["requestContext"]
 
 
 async def test_http_handler_exception_is_internal_server_error() -> None:
