@@ -21,7 +21,8 @@ from starlette.routing import Route
 from selador.local.wire import aws_error, is_text
 
 if TYPE_CHECKING:
-    from selador.local.gateway import Connection, Gateway
+    from selador.local.gateway import Gateway
+    from selador.local.websocket_api import Connection
 
 MANAGEMENT_PATH = "/{stage}/@connections/{connection_id}"
 
