@@ -212,9 +212,11 @@ VALID = json.dumps({"question": QUESTION})
 
 # (case id, method, path, body, headers, expected status, text the answer must contain)
 HTTP_CASES: list[tuple[str, str, str, str | None, dict[str, str], int, str]] = [
-    ("get-invoke", "GET", "/invoke", None, {}, 405, "Method Not Allowed"),
-    ("put-invoke", "PUT", "/invoke", VALID, JSON, 405, "Method Not Allowed"),
-    ("post-health", "POST", "/health", VALID, JSON, 405, "Method Not Allowed"),
+    # A method without a route is no route at all to an HTTP API: 404, as for an unknown path.
+    ("get-invoke", "GET", "/invoke", None, {}, 404, '{"message":"Not Found"}'),
+    ("put-invoke", "PUT", "/invoke", VALID, JSON, 404, '{"message":"Not Found"}'),
+    ("post-health", "POST", "/health", VALID, JSON, 404, '{"message":"Not Found"}'),
+    ("trailing-slash", "GET", "/health/", None, {}, 404, '{"message":"Not Found"}'),
     ("no-content-type", "POST", "/invoke", VALID, {}, 415, "Content-Type must be application/json"),
     ("text-plain", "POST", "/invoke", VALID, {"content-type": "text/plain"}, 415, "not text/plain"),
     (
