@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # More `selador serve` flags, e.g. make serve SERVE_ARGS="--env MODEL_PROVIDER=ollama --env OLLAMA_MODEL=qwen2.5:7b-instruct"
 SERVE_ARGS ?=
 
-.PHONY: install lint format typecheck test unit integration e2e serve bench eval fuzz soak check-template clean
+.PHONY: install lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ integration: install
 
 e2e: install
 	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+
+# API Gateway-shaped event fixtures against the handler and against what `selador serve` builds.
+conformance: install
+	$(BIN)/pytest -q tests/conformance $(PYTEST_ARGS)
 
 serve: install
 	$(BIN)/selador serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)

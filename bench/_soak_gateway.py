@@ -81,6 +81,9 @@ def start_gateway(args: argparse.Namespace, workdir: Path) -> Any:
         "--env",
         "LOG_LEVEL=WARNING",
         *(["--env", f"RUN_MODE={args.run_mode}"] if args.run_mode else []),
+        # Inline runs stream inside the route's invocation, which API Gateway stops waiting for
+        # after 29 s; its frame has no seq and would count as an error about a message.
+        *(["--integration-timeout", "0"] if args.run_mode == "inline" else []),
     ]
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONUNBUFFERED"] = "1"

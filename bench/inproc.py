@@ -193,6 +193,9 @@ def local_gateway(env: dict[str, str] | None = None) -> Iterator[Harness]:
             function_name="MainLambda",
             region="us-west-2",
             idle_timeout=3600,
+            # Runs stream inside the route's invocation here (RUN_MODE=inline), which API Gateway
+            # would stop waiting for after 29 s; what is timed is the stream, not that limit.
+            integration_timeout=None,
         ),
     )
     try:

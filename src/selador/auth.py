@@ -262,8 +262,9 @@ def authenticate(event: Mapping[str, Any], settings: Settings, *, allow_query: b
 def authorizer_principal(event: Mapping[str, Any]) -> str | None:
     """The principal an API Gateway authorizer attached to the event, if any.
 
-    A Lambda REQUEST authorizer's ``principalId`` (WebSocket and REST) or a JWT authorizer's
-    ``sub`` claim (HTTP API) appears in ``requestContext.authorizer``.
+    A Lambda REQUEST authorizer's ``principalId`` (WebSocket and REST), a JWT authorizer's
+    ``sub`` claim (HTTP API, ``authorizer.jwt.claims``) or a Cognito user-pool authorizer's
+    (REST, ``authorizer.claims``) appears in ``requestContext.authorizer``.
     """
     ctx = event.get("requestContext")
     authorizer = ctx.get("authorizer") if isinstance(ctx, Mapping) else None
@@ -273,6 +274,6 @@ def authorizer_principal(event: Mapping[str, Any]) -> str | None:
     if isinstance(principal, str) and principal:
         return principal
     jwt_context = authorizer.get("jwt")
-    claims = jwt_context.get("claims") if isinstance(jwt_context, Mapping) else None
+    claims = jwt_context.get("claims") if isinstance(jwt_context, Mapping) else authorizer.get("claims")
     sub = claims.get("sub") if isinstance(claims, Mapping) else None
     return sub if isinstance(sub, str) and sub else None

@@ -6,8 +6,6 @@ those on the wire. REST v1 is not served, so its builder (used by tests) is comp
 
 from __future__ import annotations
 
-import pytest
-
 from selador.local.events import rest_v1_event
 
 from .shapes import (
@@ -20,12 +18,6 @@ from .shapes import (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events.rest_v1_event (REST v1 is not served by the gateway; the builder is for tests): "
-    "requestContext lacks requestTime, extendedRequestId, domainName, domainPrefix and resourceId, so "
-    "Powertools' APIGatewayProxyEventModel refuses it (issue 13, faithful)",
-)
 def test_the_rest_v1_builder_matches_the_fixture() -> None:
     fixture = load("rest_v1_invoke.json")
     event = rest_v1_event(

@@ -8,8 +8,8 @@ in the test, each with its reason), the same JSON types, and the formats API Gat
 ids, times, domain names and header names. Every recorded event is parsed with Powertools'
 parser model for its kind.
 
-Where today's gateway differs from AWS, the test is marked ``xfail(strict=True)`` with what differs:
-the marker must come off when the gateway is fixed (issue 13).
+A difference from AWS found later is marked ``xfail(strict=True)`` with what differs, so the
+suite stays green and the marker must come off when the gateway is fixed; none is open today.
 """
 
 from __future__ import annotations
@@ -74,10 +74,6 @@ NO_LOCAL_JWT = (
     "the main gateway runs without AUTH_* settings, as `make serve` does; the JWT authorizer's "
     "claims are checked on a gateway configured for it (test_jwt_*)"
 )
-
-
-def xfail_gateway(what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"gateway: {what} (issue 13, faithful)")
 
 
 # ---------------------------------------------------------------------------------- recorder
@@ -290,10 +286,6 @@ async def test_connect_without_a_query_string_has_no_query_keys(
     assert "multiValueQueryStringParameters" not in event
 
 
-@xfail_gateway(
-    "identity.userAgent is sent (as an empty string) when the client sent no User-Agent; "
-    "API Gateway leaves the key out"
-)
 async def test_connect_without_query_string_or_user_agent_matches_the_fixture(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -324,10 +316,6 @@ async def test_connect_headers_are_the_clients_as_sent_plus_api_gateways(
     assert multi_value_problems(event) == []
 
 
-@xfail_gateway(
-    "header names are re-cased (_canonical_header turns x-selador-lower into X-Selador-Lower); "
-    "API Gateway passes each name as the client sent it"
-)
 async def test_a_header_sent_in_lower_case_arrives_in_lower_case(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -338,10 +326,6 @@ async def test_a_header_sent_in_lower_case_arrives_in_lower_case(
     assert [h for h in event["headers"] if h.lower() == "x-selador-lower"] == ["x-selador-lower"]
 
 
-@xfail_gateway(
-    "header names are re-cased (x-SELADOR-Mixed becomes X-Selador-Mixed); API Gateway passes each "
-    "name as the client sent it"
-)
 async def test_a_header_in_mixed_case_arrives_as_sent(gw: GatewayProcess, recorder: Recorder) -> None:
     async with opened(gw, recorder, headers={"x-SELADOR-Mixed": "2"}) as (_, event):
         pass
@@ -359,10 +343,6 @@ async def test_a_url_with_another_stage_is_refused(gw: GatewayProcess, recorder:
     await recorder.none_for(tagged(tag))
 
 
-@xfail_gateway(
-    "ws://HOST:PORT/ without the stage is accepted; the stage is part of API Gateway's URL "
-    "(wss://{apiId}.execute-api.{region}.amazonaws.com/{stage}) and a URL without it does not reach the API"
-)
 async def test_a_url_without_the_stage_is_refused(gw: GatewayProcess, recorder: Recorder) -> None:
     tag = uuid.uuid4().hex
     url = gw.endpoints.ws_url.rsplit("/", 1)[0] + "/"
@@ -402,10 +382,6 @@ async def test_message_matches_the_fixture(
     assert ctx["identity"] == connect["requestContext"]["identity"]
 
 
-@xfail_gateway(
-    "requestId and extendedRequestId are two different ids; on WebSocket events API Gateway sends "
-    "the same id in both"
-)
 async def test_websocket_request_id_equals_extended_request_id(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -537,10 +513,6 @@ async def test_an_idle_connection_closes_with_1001_going_away(
     )
 
 
-@xfail_gateway(
-    'a client\'s close with 1001 is reported with disconnectReason "Going away"; API Gateway reports '
-    'a client-sent 1001 with an empty reason (only its own idle/duration closes say "Going away")'
-)
 async def test_a_client_going_away_is_1001_with_an_empty_reason(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -552,10 +524,6 @@ async def test_a_client_going_away_is_1001_with_an_empty_reason(
     )
 
 
-@xfail_gateway(
-    "a binary frame reaches the handler as a MESSAGE (base64, isBase64Encoded true); API Gateway "
-    "accepts no binary frames on WebSocket APIs and closes the connection with 1003"
-)
 async def test_a_binary_frame_closes_with_1003(gw: GatewayProcess, recorder: Recorder) -> None:
     async with opened(gw, recorder) as (ws, connect):
         connection_id = connect["requestContext"]["connectionId"]
@@ -642,19 +610,11 @@ async def test_http_query_strings_and_cookies_as_payload_2_0_has_them(
     assert "cookie" not in event["headers"]
 
 
-@xfail_gateway(
-    "requestContext.time is RFC 1123 ('Sun, 23 Nov 2025 20:20:00 GMT'); API Gateway's HTTP API "
-    "sends '23/Nov/2025:20:20:00 +0000'"
-)
 async def test_http_time_is_in_api_gateways_format(gw: GatewayProcess, recorder: Recorder) -> None:
     _, event = await http_event(gw, recorder, "GET", "/health")
     assert time_problems(event) == []
 
 
-@xfail_gateway(
-    "HTTP API events carry no x-forwarded-for, x-forwarded-port, x-forwarded-proto or x-amzn-trace-id "
-    "headers; API Gateway adds all four"
-)
 async def test_http_events_carry_api_gateways_forwarding_headers(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -662,11 +622,6 @@ async def test_http_events_carry_api_gateways_forwarding_headers(
     assert forwarding_header_problems(event) == []
 
 
-@xfail_gateway(
-    "HTTP API requestContext.domainName is the local Host ('127.0.0.1:PORT') while domainPrefix is "
-    "the API id; API Gateway sends {apiId}.execute-api.{region}.amazonaws.com, whose first label "
-    "is domainPrefix"
-)
 async def test_http_domain_name_is_the_execute_api_host(gw: GatewayProcess, recorder: Recorder) -> None:
     _, event = await http_event(gw, recorder, "GET", "/health")
     assert domain_problems(event) == []
@@ -682,10 +637,6 @@ async def test_an_unknown_path_is_404_not_found_before_the_function(
     await recorder.none_for(tagged(tag))
 
 
-@xfail_gateway(
-    "a known path with another method answers 405 {'message': 'Method Not Allowed'}; an HTTP API "
-    "route key is method and path, so API Gateway answers 404 {'message': 'Not Found'}"
-)
 async def test_a_known_path_with_another_method_is_404_not_found(
     gw: GatewayProcess, recorder: Recorder
 ) -> None:
@@ -696,10 +647,6 @@ async def test_a_known_path_with_another_method_is_404_not_found(
     await recorder.none_for(tagged(tag))
 
 
-@xfail_gateway(
-    "a trailing slash is redirected (307 to the path without it); for API Gateway /invoke/ is "
-    "another path, with no route: 404 {'message': 'Not Found'}"
-)
 async def test_a_trailing_slash_is_another_path(gw: GatewayProcess, recorder: Recorder) -> None:
     tag = uuid.uuid4().hex
     async with httpx.AsyncClient(timeout=WAIT, follow_redirects=False) as client:
@@ -714,11 +661,6 @@ async def test_a_trailing_slash_is_another_path(gw: GatewayProcess, recorder: Re
 # ---------------------------------------------------------------------------------- JWT authorizer
 
 
-@xfail_gateway(
-    "the HTTP API's JWT authorizer (template OidcJwt on POST /invoke and the /runs routes) is not "
-    "emulated: a request without a valid bearer token reaches the function; API Gateway answers "
-    "401 {'message': 'Unauthorized'} before it runs"
-)
 async def test_jwt_route_without_a_valid_token_is_401_before_the_function(
     jwt_gw: tuple[GatewayProcess, Recorder],
 ) -> None:
@@ -734,10 +676,6 @@ async def test_jwt_route_without_a_valid_token_is_401_before_the_function(
         await jwt_recorder.none_for(tagged(tag))
 
 
-@xfail_gateway(
-    "requestContext.authorizer is never set on HTTP API events; behind the template's JWT "
-    "authorizer API Gateway sends authorizer.jwt.claims (values as strings) and scopes"
-)
 async def test_jwt_claims_reach_the_event_like_the_fixture(jwt_gw: tuple[GatewayProcess, Recorder]) -> None:
     gateway, jwt_recorder = jwt_gw
     fixture = load("http_v2_invoke_jwt.json")

@@ -102,16 +102,23 @@ async def test_valid_token_works_end_to_end_and_limits_apply(secured: GatewayPro
     assert token not in secured.output and token.split(".")[2] not in secured.output
 
 
-def test_http_enforces_the_same_token(secured: GatewayProcess) -> None:
-    url = secured.endpoints.http_url.rstrip("/") + "/invoke"
+def test_http_routes_behind_the_templates_jwt_authorizer(secured: GatewayProcess) -> None:
+    """The template's OidcJwt authorizer answers as API Gateway does, before the function runs."""
+    base = secured.endpoints.http_url.rstrip("/")
     body = {"question": "Monthly payment on a $500,000 house?", "query_type": "financing"}
-    missing = httpx.post(url, json=body, timeout=WAIT)
-    assert missing.status_code == 401
+    missing = httpx.post(base + "/invoke", json=body, timeout=WAIT)
+    bad = httpx.post(base + "/invoke", json=body, headers={"Authorization": "Bearer not.a.jwt"}, timeout=WAIT)
+    run_status = httpx.get(base + "/runs/someone-elses", timeout=WAIT)
+    for refused in (missing, bad, run_status):
+        assert refused.status_code == 401
+        assert refused.json() == {"message": "Unauthorized"}
     assert missing.headers["www-authenticate"] == "Bearer"
-    bad = httpx.post(url, json=body, headers={"Authorization": "Bearer not.a.jwt"}, timeout=WAIT)
-    assert bad.status_code == 403
+    assert bad.headers["www-authenticate"].startswith('Bearer scope="" error="invalid_token"')
+    # The function never ran: the gateway logs every invocation with its route.
+    assert "http POST /invoke" not in secured.output and "http GET /runs" not in secured.output
     token = selador_token("--sub", "http-user")
-    ok = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=WAIT)
+    ok = httpx.post(base + "/invoke", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=WAIT)
     assert ok.status_code == 200, ok.text
     assert ok.json()["data"]["success"] is True
-    assert httpx.get(secured.endpoints.http_url.rstrip("/") + "/health", timeout=WAIT).status_code == 200
+    secured.wait_for(lambda: "http POST /invoke ->" in secured.output, "the logged invocation")
+    assert httpx.get(base + "/health", timeout=WAIT).status_code == 200  # the template leaves it open

@@ -32,24 +32,26 @@ async def test_handler_and_env_flags_and_events_shaped_like_api_gateway(tmp_path
         "ECHO_MARK=from-cli",
     ) as gw:
         assert "Handler     echo_handler.lambda_handler" in gw.output
+        assert "integration timeout 29 s" in gw.output  # the template's TimeoutInMillis
         async with ws_connect(gw.endpoints.ws_url + "?tag=echo") as ws:
             await ws.send(json.dumps({"action": "invoke", "question": "q"}))
             text_reply = await recv_json(ws)
+            # A binary frame: API Gateway closes with 1003 and routes nothing.
             await ws.send(b"\x01\x02")
-            binary_reply = await recv_json(ws)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT)
         gw.wait_for(
             lambda: events_file.exists() and len(events_file.read_text().splitlines()) == 2, "$disconnect"
         )
+        assert gw.stats()["messages_in"] == 1  # the binary frame never became a message
 
     connect_event, disconnect_event = (json.loads(line) for line in events_file.read_text().splitlines())
     APIGatewayWebSocketConnectEventModel.model_validate(connect_event)
     APIGatewayWebSocketMessageEventModel.model_validate(text_reply["event"])
-    APIGatewayWebSocketMessageEventModel.model_validate(binary_reply["event"])
     APIGatewayWebSocketDisconnectEventModel.model_validate(disconnect_event)
     assert text_reply["event"]["requestContext"]["routeKey"] == "invoke"
-    assert binary_reply["event"]["isBase64Encoded"] is True
-    assert binary_reply["event"]["body"] == "AQI="
-    assert disconnect_event["requestContext"]["disconnectStatusCode"] == 1000
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+    assert disconnect_event["requestContext"]["disconnectStatusCode"] == 1003
     # Template Timeout/MemorySize reach the context; local overrides and --env reach the environment.
     assert text_reply["context"]["function_name"] == "MainLambda"
     assert text_reply["context"]["memory_limit_in_mb"] == "1024"

@@ -156,6 +156,15 @@ def test_http_requires_the_bearer_token(aws, context, jwt_mode) -> None:
     assert health["statusCode"] == 200, "health stays open"
 
 
+def test_http_reads_headers_whatever_their_case(aws, context, jwt_mode) -> None:
+    """API Gateway lower-cases v2 headers, but other proxies and REST events do not: look up any case."""
+    body = json.dumps({"question": "Monthly payment on a $500,000 house?", "query_type": "financing"})
+    event = http_v2_event("POST", "/invoke", body=body)
+    event["headers"] = {"CONTENT-TYPE": "application/json", "Authorization": f"Bearer {token()}"}
+    response = lambda_handler(event, context)
+    assert response["statusCode"] == 200, response["body"]
+
+
 def test_http_limits_per_principal_answer_429(aws, context, jwt_mode, monkeypatch) -> None:
     monkeypatch.setenv("LIMIT_DAILY_QUERIES_PER_PRINCIPAL", "1")
     headers = {**JSON, "authorization": f"Bearer {token(sub='carol')}"}

@@ -168,7 +168,7 @@ def _read_query() -> tuple[str | None, QueryRequest]:
     deps = get_dependencies()
     # Before anything else, so an anonymous caller learns nothing about the endpoint.
     principal = _authenticate(event.raw_event, deps.settings)
-    content_type = (event.headers or {}).get("content-type") or (event.headers or {}).get("Content-Type")
+    content_type = _header(event.headers, "content-type")
     if not content_type:
         raise HttpError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json", "bad_request"
@@ -301,9 +301,9 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
 def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | None:
     """The caller's principal; with ``AUTH_MODE=jwt`` a valid bearer token is required.
 
-    The template's JWT authorizer already checked the token in AWS; checking again here costs
-    microseconds (keys are cached) and is what protects the API behind the local gateway, or behind
-    an API deployed without the authorizer.
+    The template's JWT authorizer already checked the token (in AWS, and in the local gateway with
+    ``AUTH_MODE=jwt``); checking again here costs microseconds (keys are cached) and is what
+    protects an API deployed without the authorizer.
     """
     try:
         principal = authenticate(raw_event, settings, allow_query=False)

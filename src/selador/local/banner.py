@@ -127,7 +127,7 @@ def banner(
     lines = [
         f"Selador local API Gateway ({template_path}: {function.logical_id}, {function.runtime}, "
         f"timeout {function.timeout} s, {function.memory_size} MB)",
-        f"  WebSocket   {endpoints.ws_url}   (also {endpoints.ws_url.rsplit('/', 1)[0]}/)",
+        f"  WebSocket   {endpoints.ws_url}",
         f"  HTTP        {endpoints.http_url}   {routes}",
         f"  Management  {endpoints.management_endpoint}/@connections/{{connectionId}}",
         f"  Lambda      {endpoints.lambda_endpoint}/2015-03-31/functions/{function_name}/invocations",

@@ -10,45 +10,54 @@ from __future__ import annotations
 import base64
 import json
 import random
-import string
 import time
 import uuid
-from email.utils import formatdate
 from typing import Any
 
 DEFAULT_API_ID = "sel4d0rapi"
 DEFAULT_STAGE = "production"
 DEFAULT_REGION = "us-west-2"
 DEFAULT_ACCOUNT = "123456789012"
-_ID_ALPHABET = string.ascii_letters + string.digits
 # A generator of its own, seeded from OS entropy, not the global one: tests that seed ``random``
 # (Hypothesis does, per example) must still get distinct connection ids, as API Gateway's are, or
-# per-connection state collides. Not SystemRandom: one urandom call per character made ids a
-# seventh of the gateway's CPU under load, and these ids are not secrets.
+# per-connection state collides. Not SystemRandom: one urandom call per id is a measurable part of
+# the gateway's CPU under load, and these ids are not secrets.
 _IDS = random.Random()
 
 
-def _random_id(length: int, alphabet: str = _ID_ALPHABET) -> str:
-    return "".join(_IDS.choices(alphabet, k=length))
+def _api_gateway_id() -> str:
+    # API Gateway's ids are 11 bytes in URL-safe base64: 15 characters from A-Z a-z 0-9 - _ and
+    # one "=" of padding (``BFaT_fALIAMCKug=``); the last character carries 2 bits of padding.
+    return base64.urlsafe_b64encode(_IDS.randbytes(11)).decode()
 
 
 def new_connection_id() -> str:
-    """An id shaped like API Gateway's: 12 url-safe characters ending in ``=`` (e.g. ``L0SM9cOFvHcCIhw=``).
+    """An id shaped like API Gateway's: 11 bytes in URL-safe base64, e.g. ``BFaT_fALIAMCKug=``.
 
     Returns:
         A fresh connection id.
     """
-    return _random_id(15) + "="
+    return _api_gateway_id()
 
 
 def new_extended_request_id() -> str:
-    """An extended request id shaped like API Gateway's (``L0SM9FuGvHcFMpA=``)."""
-    return _random_id(15) + "="
+    """A request id shaped like API Gateway's (``L0SM9FuGvHcFMpA=``)."""
+    return _api_gateway_id()
 
 
 def new_message_id() -> str:
     """A message id shaped like API Gateway's (``L0SM9dS_vHcCIhw=``)."""
-    return _random_id(15, _ID_ALPHABET + "-_") + "="
+    return _api_gateway_id()
+
+
+HOP_BY_HOP = frozenset({"connection", "upgrade", "keep-alive", "transfer-encoding", "te", "trailer"})
+"""Headers that end at the first hop (RFC 9110 §7.6.1), so API Gateway does not pass them on."""
+
+
+def is_hop_by_hop(name: str) -> bool:
+    """Whether header ``name`` (any case) ends at API Gateway: the hop-by-hop ones and ``proxy-*``."""
+    lowered = name.lower()
+    return lowered in HOP_BY_HOP or lowered.startswith("proxy-")
 
 
 def domain_name(api_id: str = DEFAULT_API_ID, region: str = DEFAULT_REGION) -> str:
@@ -56,9 +65,36 @@ def domain_name(api_id: str = DEFAULT_API_ID, region: str = DEFAULT_REGION) -> s
     return f"{api_id}.execute-api.{region}.amazonaws.com"
 
 
-def _request_time(epoch_ms: int) -> str:
-    # API Gateway's format: 09/Feb/2024:18:11:43 +0000
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000))
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def request_time(epoch_ms: int) -> str:
+    """API Gateway's ``requestTime`` / v2 ``time`` format: ``09/Feb/2024:18:11:43 +0000``.
+
+    The month is English whatever the process locale (``%b`` would follow it).
+
+    Args:
+        epoch_ms: Epoch milliseconds.
+
+    Returns:
+        The formatted UTC time.
+    """
+    t = time.gmtime(epoch_ms / 1000)
+    day = f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}"
+    return f"{day}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def new_trace_id(epoch_s: float | None = None) -> str:
+    """An ``X-Amzn-Trace-Id`` as API Gateway adds it: ``Root=1-{8 hex epoch seconds}-{24 hex}``.
+
+    Args:
+        epoch_s: The request's time (default: now).
+
+    Returns:
+        The header value.
+    """
+    seconds = int(time.time() if epoch_s is None else epoch_s)
+    return f"Root=1-{seconds:08x}-{uuid.uuid4().hex[:24]}"
 
 
 def _ws_request_context(
@@ -74,11 +110,13 @@ def _ws_request_context(
     user_agent: str | None,
 ) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
+    # One id for both: every captured WebSocket event has requestId equal to extendedRequestId.
+    request_id = new_extended_request_id()
     return {
         "routeKey": route_key,
         "eventType": event_type,
-        "extendedRequestId": new_extended_request_id(),
-        "requestTime": _request_time(now_ms),
+        "extendedRequestId": request_id,
+        "requestTime": request_time(now_ms),
         "messageDirection": "IN",
         "stage": stage,
         "connectedAt": connected_at,
@@ -86,7 +124,7 @@ def _ws_request_context(
         "identity": {"sourceIp": source_ip, "userAgent": user_agent}
         if user_agent is not None
         else {"sourceIp": source_ip},
-        "requestId": new_extended_request_id(),
+        "requestId": request_id,
         "domainName": domain,
         "connectionId": connection_id,
         "apiId": api_id,
@@ -106,7 +144,7 @@ def connect_event(
     api_id: str = DEFAULT_API_ID,
     domain: str | None = None,
     source_ip: str = "127.0.0.1",
-    user_agent: str = "selador-test",
+    user_agent: str | None = "selador-test",
     connected_at: int | None = None,
 ) -> dict[str, Any]:
     """A ``$connect`` event.
@@ -119,7 +157,7 @@ def connect_event(
         api_id: API id.
         domain: ``domainName``; defaults to the execute-api host.
         source_ip: Client address.
-        user_agent: Client User-Agent.
+        user_agent: Client User-Agent (``None``: the client sent none).
         connected_at: Epoch milliseconds of the handshake.
 
     Returns:
@@ -132,8 +170,8 @@ def connect_event(
         "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
         "Sec-WebSocket-Key": base64.b64encode(uuid.uuid4().bytes).decode(),
         "Sec-WebSocket-Version": "13",
-        "User-Agent": user_agent,
-        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}",
+        **({"User-Agent": user_agent} if user_agent is not None else {}),
+        "X-Amzn-Trace-Id": new_trace_id(),
         "X-Forwarded-For": source_ip,
         "X-Forwarded-Port": "443",
         "X-Forwarded-Proto": "https",
@@ -171,13 +209,17 @@ def message_event(
     api_id: str = DEFAULT_API_ID,
     domain: str | None = None,
     source_ip: str = "127.0.0.1",
-    user_agent: str = "selador-test",
+    user_agent: str | None = "selador-test",
     connected_at: int | None = None,
 ) -> dict[str, Any]:
-    """A MESSAGE event; binary bodies arrive base64-encoded as API Gateway sends them.
+    """A MESSAGE event.
+
+    API Gateway delivers text frames only: a binary frame closes the connection with 1003 and
+    reaches no route. ``bytes`` still build a base64-encoded event, to test that a handler copes
+    with one (``isBase64Encoded`` exists in the event format).
 
     Args:
-        body: The message as the client sent it (``bytes`` for a binary frame).
+        body: The message as the client sent it (``bytes``: base64-encoded, see above).
         route_key: The route; defaults to API Gateway's selection over ``route_keys``.
         route_keys: The API's non-special route keys, for route selection (default: every
             action of the protocol).
@@ -186,7 +228,7 @@ def message_event(
         api_id: API id.
         domain: ``domainName``; defaults to the execute-api host.
         source_ip: Client address.
-        user_agent: Client User-Agent.
+        user_agent: Client User-Agent (``None``: the client sent none).
         connected_at: Epoch milliseconds of the handshake.
 
     Returns:
@@ -227,7 +269,7 @@ def disconnect_event(
     api_id: str = DEFAULT_API_ID,
     domain: str | None = None,
     source_ip: str = "127.0.0.1",
-    user_agent: str = "selador-test",
+    user_agent: str | None = "selador-test",
     connected_at: int | None = None,
 ) -> dict[str, Any]:
     """A ``$disconnect`` event with API Gateway's close code and reason.
@@ -240,7 +282,7 @@ def disconnect_event(
         api_id: API id.
         domain: ``domainName``; defaults to the execute-api host.
         source_ip: Client address.
-        user_agent: Client User-Agent.
+        user_agent: Client User-Agent (``None``: the client sent none).
         connected_at: Epoch milliseconds of the handshake.
 
     Returns:
@@ -312,20 +354,25 @@ def http_v2_event(
     route_key: str | None = None,
     stage: str = "$default",
     api_id: str = "sel4d0rhttp",
+    region: str = DEFAULT_REGION,
     source_ip: str = "127.0.0.1",
     user_agent: str = "selador-test",
 ) -> dict[str, Any]:
     """An HTTP API payload-format 2.0 event.
 
+    As API Gateway does, header names are lower-cased, hop-by-hop headers are dropped and
+    ``x-forwarded-for``/``-port``/``-proto`` and ``x-amzn-trace-id`` are added unless sent.
+
     Args:
         method: HTTP method.
         path: Request path, without the stage.
         body: Request body (bytes are sent base64-encoded).
-        headers: Request headers (lower-cased, as API Gateway delivers them).
+        headers: Request headers (names in any case; repeated ones already comma-joined).
         query: Query-string parameters.
         route_key: Matched route (``"POST /invoke"``); defaults to ``"{method} {path}"``.
         stage: Stage name.
-        api_id: API id.
+        api_id: API id (``domainPrefix``, and the first label of ``domainName``).
+        region: Region in ``domainName``.
         source_ip: Client address.
         user_agent: Client User-Agent.
 
@@ -333,8 +380,16 @@ def http_v2_event(
         The event dict.
     """
     now_ms = int(time.time() * 1000)
-    lowered = {"host": f"{api_id}.execute-api.{DEFAULT_REGION}.amazonaws.com", "user-agent": user_agent}
-    lowered.update({k.lower(): v for k, v in (headers or {}).items()})
+    domain = domain_name(api_id, region)
+    lowered = {"host": domain, "user-agent": user_agent}
+    lowered.update({k.lower(): v for k, v in (headers or {}).items() if not is_hop_by_hop(k)})
+    for name, value in (
+        ("x-forwarded-for", source_ip),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-proto", "https"),
+        ("x-amzn-trace-id", new_trace_id(now_ms / 1000)),
+    ):
+        lowered.setdefault(name, value)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route_key or f"{method.upper()} {path}",
@@ -344,7 +399,7 @@ def http_v2_event(
         "requestContext": {
             "accountId": DEFAULT_ACCOUNT,
             "apiId": api_id,
-            "domainName": lowered["host"],
+            "domainName": domain,
             "domainPrefix": api_id,
             "http": {
                 "method": method.upper(),
@@ -356,7 +411,7 @@ def http_v2_event(
             "requestId": new_extended_request_id(),
             "routeKey": route_key or f"{method.upper()} {path}",
             "stage": stage,
-            "time": formatdate(now_ms / 1000, usegmt=True),
+            "time": request_time(now_ms),
             "timeEpoch": now_ms,
         },
         "isBase64Encoded": isinstance(body, bytes),
@@ -395,8 +450,32 @@ def rest_v1_event(
         The event dict.
     """
     now_ms = int(time.time() * 1000)
-    all_headers = {"Host": "sel4d0rrest.execute-api.us-west-2.amazonaws.com", "User-Agent": user_agent}
+    api_id = "sel4d0rrest"
+    domain = domain_name(api_id)
+    all_headers = {
+        "Host": domain,
+        "User-Agent": user_agent,
+        "X-Amzn-Trace-Id": new_trace_id(),
+        "X-Forwarded-For": source_ip,
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+    }
     all_headers.update(headers or {})
+    # The identity block of a REST event names every caller attribute, null when not signed.
+    unsigned = dict.fromkeys(
+        (
+            "cognitoIdentityPoolId",
+            "accountId",
+            "cognitoIdentityId",
+            "caller",
+            "principalOrgId",
+            "accessKey",
+            "cognitoAuthenticationType",
+            "cognitoAuthenticationProvider",
+            "userArn",
+            "user",
+        )
+    )
     return {
         "resource": path,
         "path": path,
@@ -408,16 +487,21 @@ def rest_v1_event(
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {
-            "accountId": DEFAULT_ACCOUNT,
-            "apiId": "sel4d0rrest",
-            "httpMethod": method.upper(),
-            "identity": {"sourceIp": source_ip, "userAgent": user_agent},
-            "path": f"/{stage}{path}",
-            "protocol": "HTTP/1.1",
-            "requestId": str(uuid.uuid4()),
-            "requestTimeEpoch": now_ms,
+            "resourceId": "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=6)),
             "resourcePath": path,
+            "httpMethod": method.upper(),
+            "extendedRequestId": new_extended_request_id(),
+            "requestTime": request_time(now_ms),
+            "path": f"/{stage}{path}",
+            "accountId": DEFAULT_ACCOUNT,
+            "protocol": "HTTP/1.1",
             "stage": stage,
+            "domainPrefix": api_id,
+            "requestTimeEpoch": now_ms,
+            "requestId": str(uuid.uuid4()),
+            "identity": {**unsigned, "sourceIp": source_ip, "userAgent": user_agent},
+            "domainName": domain,
+            "apiId": api_id,
         },
         "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
         "isBase64Encoded": isinstance(body, bytes),

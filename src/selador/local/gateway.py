@@ -1,15 +1,20 @@
 """The local API Gateway: one Starlette app that plays every AWS endpoint the handler talks to.
 
-* WebSocket API at ``/{stage}`` (and ``/``): ``$connect`` runs during the handshake and can reject
-  it, every message becomes a MESSAGE event routed by ``$request.body.action``, every close a
-  DISCONNECT event with its code and reason. Events come from :mod:`selador.local.events`.
-* Management API at ``/{stage}/@connections/{connectionId}``: POST / GET / DELETE with API
-  Gateway's status codes and ``x-amzn-ErrorType`` headers, so a real boto3 client raises
-  ``GoneException``, ``PayloadTooLargeException``, ``LimitExceededException``.
-* HTTP API routes from the template, as payload-format 2.0 events.
+* WebSocket API at ``/{stage}`` (only: other paths are refused): ``$connect`` runs during the
+  handshake and can reject it, every text message becomes a MESSAGE event routed by
+  ``$request.body.action``, every close a DISCONNECT event with its code and reason. Events come
+  from :mod:`selador.local.events`.
+* Management API at ``/{stage}/@connections/{connectionId}``
+  (:mod:`selador.local.connections_api`): POST / GET / DELETE with API Gateway's status codes and
+  ``x-amzn-ErrorType`` headers, so a real boto3 client raises ``GoneException`` and the others.
+* HTTP API routes from the template, as payload-format 2.0 events (:mod:`selador.local.httpapi`).
 * Lambda's Invoke API (``RequestResponse``, ``Event``, ``DryRun``), so an asynchronous hand-off
-  through boto3 runs here too.
+  through boto3 runs here too (:mod:`selador.local.lambda_api`).
 * ``GET /_selador/stats``: counters for tests and soak runs (not an AWS endpoint).
+
+This module holds what every endpoint shares (options, connections, counters, closing, the time
+limits) and mounts the APIs, each a module of its own (the WebSocket API in
+:mod:`selador.local.websocket_api`).
 
 Limits follow API Gateway's quotas; ``docs/local-gateway.md`` lists every behaviour emulated and
 every one that is not.
@@ -18,40 +23,37 @@ every one that is not.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
-import random
 import time
-import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl, unquote
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
+from selador.local.connections_api import ConnectionsApi
 from selador.local.events import (
     DEFAULT_ACCOUNT,
     DEFAULT_API_ID,
     DEFAULT_REGION,
     DEFAULT_STAGE,
-    connect_event,
-    disconnect_event,
-    http_v2_event,
-    message_event,
-    new_connection_id,
-    select_route,
 )
-from selador.local.guard import HostPolicy, LocalGuard, redact_query
-from selador.local.runtime import Invocation, LambdaRuntime
+from selador.local.guard import HostPolicy, LocalGuard
+from selador.local.httpapi import HttpApi
+from selador.local.lambda_api import LambdaApi
+from selador.local.runtime import LambdaRuntime
+from selador.local.websocket_api import RAW_HEADERS_EXTENSION, Connection, WebSocketApi
+
+if TYPE_CHECKING:
+    from selador.local.template import JwtRouteAuth
+    from selador.settings import Settings
 
 log = logging.getLogger("selador.gateway")
 
@@ -65,18 +67,6 @@ ROUTE_SELECTION_EXPRESSION = "$request.body.action"
 
 _CLOSED_KEPT = 10_000
 """Closed connections remembered, so a late POST answers 410 *and* is counted as after-gone."""
-
-_HOP_BY_HOP = frozenset({"connection", "upgrade"})
-
-# API Gateway's disconnectReason wording. 1000 and 1005 are from captured events; the others are
-# the RFC 6455 meaning, worded the same way.
-_DISCONNECT_REASONS = {
-    1000: "Connection Closed Normally",
-    1001: "Going away",
-    1005: "Client-side close frame status not set",
-    1006: "Connection Closed Abnormally",
-    1009: "Message too big",
-}
 
 
 @dataclass(frozen=True)
@@ -96,7 +86,7 @@ class GatewayOptions:
         idle_timeout: Seconds without a message either way before closing with 1001.
         max_connection_duration: Seconds a connection may last before closing with 1001.
         integration_timeout: Seconds before a MESSAGE route answers "Endpoint request timed out"
-            (``None``: never, the default; AWS: 29).
+            (``None``: never; default 29, API Gateway's maximum and its default).
         inject_429: Fraction of PostToConnection calls answered 429 without delivering.
         client_buffer_bytes: Bytes posted but not yet written to a client before further posts
             answer 429 ("the client-side buffer is full").
@@ -107,6 +97,10 @@ class GatewayOptions:
         bound_host: The address served, accepted as a ``Host`` (``0.0.0.0``/``::``: any IP literal).
         allowed_hosts: More host names accepted as a ``Host`` and in a browser ``Origin``.
         allowed_origins: Web pages from elsewhere allowed to open the WebSocket API (``*``: any).
+        http_jwt_routes: HTTP API routes behind a JWT authorizer (from the template).
+        auth_settings: The handler's settings when its ``AUTH_MODE`` is ``jwt``: the JWT
+            authorizer checks tokens with them. ``None``: the authorizer lets every request in,
+            as authentication is off locally.
     """
 
     stage: str = DEFAULT_STAGE
@@ -120,7 +114,7 @@ class GatewayOptions:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     idle_timeout: float = 600.0
     max_connection_duration: float = 7200.0
-    integration_timeout: float | None = None
+    integration_timeout: float | None = 29.0
     inject_429: float = 0.0
     client_buffer_bytes: int = 1024 * 1024
     async_retries: int = 2
@@ -130,96 +124,8 @@ class GatewayOptions:
     bound_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
-
-
-@dataclass
-class Connection:
-    """One WebSocket connection as the gateway tracks it.
-
-    Attributes:
-        connection_id: API Gateway-shaped id.
-        websocket: The Starlette WebSocket.
-        connected_at: Epoch milliseconds of the handshake.
-        source_ip: Client address.
-        user_agent: Client User-Agent (empty when the client sent none, in events too).
-        path: Request path of the handshake.
-        query: Query-string parameters (last value of each name).
-        state: ``connecting`` (``$connect`` running), ``open`` or ``closed``.
-        last_active_at: Epoch milliseconds of the last message either way.
-        frames_delivered: Messages written to the client.
-        posts_after_close: PostToConnection calls after the connection closed.
-        close_code: Close code once closed.
-        close_reason: ``disconnectReason`` once closed.
-    """
-
-    connection_id: str
-    websocket: WebSocket
-    connected_at: int
-    source_ip: str
-    user_agent: str
-    path: str
-    query: dict[str, str]
-    state: str = "connecting"
-    last_active_at: int = 0
-    frames_delivered: int = 0
-    posts_after_close: int = 0
-    close_code: int | None = None
-    close_reason: str | None = None
-    _last_active: float = field(default_factory=time.monotonic, repr=False)
-    _opened: float = field(default_factory=time.monotonic, repr=False)
-    _outbox: asyncio.Queue[tuple[str | bytes, int]] = field(default_factory=asyncio.Queue, repr=False)
-    _queued_bytes: int = field(default=0, repr=False)
-    _close_requested: tuple[int, str] | None = field(default=None, repr=False)
-    _finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-
-    def enqueue(self, item: str | bytes, size: int) -> None:
-        """Queue one outbound message for the connection's writer; ``size`` is its byte count."""
-        self._queued_bytes += size
-        self._outbox.put_nowait((item, size))
-        self.touch()
-
-    def touch(self) -> None:
-        """Record a message either way (what the idle timeout counts)."""
-        self._last_active = time.monotonic()
-        self.last_active_at = _now_ms()
-
-    def summary(self) -> dict[str, Any]:
-        """The connection as ``/_selador/stats`` lists it."""
-        return {
-            "connectionId": self.connection_id,
-            "state": self.state,
-            "path": self.path,
-            # A browser's only way to send a credential on a WebSocket is the query string.
-            "query": redact_query(self.query),
-            "connectedAt": self.connected_at,
-            "lastActiveAt": self.last_active_at,
-            "framesDelivered": self.frames_delivered,
-            "postsAfterClose": self.posts_after_close,
-            "closeCode": self.close_code,
-            "closeReason": self.close_reason,
-        }
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _iso8601(epoch_ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_ms / 1000)) + f".{epoch_ms % 1000:03d}Z"
-
-
-def _aws_error(status: int, error_type: str, message: str) -> Response:
-    """An error in the shape botocore's rest-json parser maps to ``client.exceptions.<error_type>``."""
-    headers = {"x-amzn-ErrorType": error_type, "x-amzn-RequestId": str(uuid.uuid4())}
-    return JSONResponse({"message": message}, status_code=status, headers=headers)
-
-
-def _is_text(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    http_jwt_routes: Mapping[tuple[str, str], JwtRouteAuth] = field(default_factory=dict)
+    auth_settings: Settings | None = None
 
 
 class Gateway:
@@ -251,33 +157,27 @@ class Gateway:
                 "injected_429",
                 "buffer_full_429",
                 "integration_timeouts",
+                "binary_frames_1003",
                 "async_invocations",
                 "async_retries",
             ),
             0,
         )
-        keys = self.options.websocket_route_keys
-        self._message_routes = tuple(k for k in keys if not k.startswith("$"))
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------ app wiring
 
     def _build_app(self) -> LocalGuard:
-        stage = self.options.stage
         routes: list[Route | WebSocketRoute] = [
-            WebSocketRoute(f"/{stage}", self._websocket),
-            WebSocketRoute("/", self._websocket),
-            Route(
-                "/{stage}/@connections/{connection_id}",
-                self._management,
-                methods=["GET", "POST", "DELETE"],
-            ),
-            Route("/2015-03-31/functions/{function_name}/invocations", self._lambda_invoke, methods=["POST"]),
+            *WebSocketApi(self).routes(),
+            *ConnectionsApi(self).routes(),
+            *LambdaApi(self).routes(),
             Route(STATS_PATH, self._stats, methods=["GET"]),
+            *HttpApi(self).routes(),
         ]
-        for method, path in self.options.http_routes:
-            routes.append(Route(path, self._http_route(method, path), methods=[method]))
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
+        # An HTTP API has no redirects: "/health/" is another path, and it has no route.
+        app.router.redirect_slashes = False
         policy = HostPolicy(self.options.bound_host, self.options.allowed_hosts, self.options.allowed_origins)
         self.guard = LocalGuard(app, policy, protected=("/2015-03-31/functions/", STATS_PATH))
         return self.guard
@@ -293,178 +193,30 @@ class Gateway:
             self._watchdog.cancel()
 
     async def _http_error(self, _request: Request, exc: Exception) -> Response:
-        # API Gateway's wording for unknown routes and methods, in JSON like every other answer.
+        # An HTTP API answers a path or a method without a route alike: 404 {"message":"Not Found"}
+        # (a route is a method and a path, so a wrong method is no route at all).
         status = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = {404: "Not Found", 405: "Method Not Allowed"}.get(status, "Internal Server Error")
-        return JSONResponse({"message": message}, status_code=status)
+        if status in (404, 405):
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        return JSONResponse({"message": "Internal Server Error"}, status_code=status)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # ------------------------------------------------------------------------------ WebSocket
-
-    def _event_identity(self, conn: Connection) -> dict[str, Any]:
-        return {
-            "connection_id": conn.connection_id,
-            "stage": self.options.stage,
-            "api_id": self.options.api_id,
-            "source_ip": conn.source_ip,
-            "user_agent": conn.user_agent,
-            "connected_at": conn.connected_at,
-        }
-
-    async def _websocket(self, websocket: WebSocket) -> None:
-        if self.shutting_down:
-            await websocket.close(code=1001)
-            return
-        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in websocket.scope["headers"]]
-        user_agent = next((v for k, v in raw_headers if k.lower() == "user-agent"), "")
-        query_pairs = parse_qsl(
-            websocket.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-        )
-        connection_id = new_connection_id()
-        while connection_id in self.connections:
-            connection_id = new_connection_id()
-        conn = Connection(
-            connection_id=connection_id,
-            websocket=websocket,
-            connected_at=_now_ms(),
-            source_ip=websocket.client.host if websocket.client else "127.0.0.1",
-            user_agent=user_agent,
-            path=websocket.scope["path"],
-            query=dict(query_pairs),
-        )
-        conn.last_active_at = conn.connected_at
-        self.connections[connection_id] = conn
-        self.counters["connections_total"] += 1
-        try:
-            if not await self._connect(conn, raw_headers, query_pairs):
-                return
-            sender = asyncio.create_task(self._send_loop(conn))
-            conn.close_code, conn.close_reason = await self._receive_loop(conn)
-            conn.state = "closed"
-            sender.cancel()
-            await self._disconnect(conn)
-        finally:
-            self._mark_closed(conn)
-            conn._finished.set()
-
-    async def _connect(
-        self, conn: Connection, raw_headers: list[tuple[str, str]], query_pairs: list[tuple[str, str]]
-    ) -> bool:
-        """Run ``$connect`` and accept or reject the handshake; ``True`` when accepted."""
-        websocket = conn.websocket
-        accept_headers: dict[str, str] = {}
-        if "$connect" in self.options.websocket_route_keys:
-            event = connect_event(**self._event_identity(conn), query=conn.query or None)
-            event["headers"], event["multiValueHeaders"] = _connect_headers(event["headers"], raw_headers)
-            if query_pairs:
-                multi: dict[str, list[str]] = {}
-                for name, value in query_pairs:
-                    multi.setdefault(name, []).append(value)
-                event["multiValueQueryStringParameters"] = multi
-            outcome = await self.runtime.invoke(event, label=f"ws $connect {conn.connection_id}")
-            status, body, accept_headers = _connect_answer(outcome)
-            if not 200 <= status < 300:
-                self.counters["connections_rejected"] += 1
-                await _deny(websocket, status, body)
-                return False
-        subprotocol = next(
-            (v for k, v in accept_headers.items() if k.lower() == "sec-websocket-protocol"), None
-        )
-        await websocket.accept(subprotocol=subprotocol)
-        conn.state = "open"
-        conn.touch()
-        return True
-
-    async def _receive_loop(self, conn: Connection) -> tuple[int, str]:
-        """Dispatch inbound messages until the connection closes; returns the close code and reason."""
-        limit = self.options.max_message_bytes
-        while True:
-            message = await conn.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                code = int(message.get("code") or 1005)
-                requested = conn._close_requested
-                reason = (
-                    requested[1] if requested else _DISCONNECT_REASONS.get(code, message.get("reason") or "")
-                )
-                return code, reason
-            text, data = message.get("text"), message.get("bytes")
-            body: str | bytes = text if text is not None else (data or b"")
-            size = len(body.encode()) if isinstance(body, str) else len(body)
-            if size > limit:
-                # The server protocol enforces this already (see serve); kept for any other server.
-                await self.close(conn, 1009, "Message too big")
-                continue
-            self.counters["messages_in"] += 1
-            conn.touch()
-            self._spawn(self._on_message(conn, body))
-
-    async def _on_message(self, conn: Connection, body: str | bytes) -> None:
-        route = select_route(body, self._message_routes)
-        event = message_event(body, route_key=route, **self._event_identity(conn))
-        request_id = event["requestContext"]["requestId"]
-        if route not in self.options.websocket_route_keys:
-            self._gateway_frame(conn, "Forbidden", request_id)
-            return
-        invocation = asyncio.ensure_future(
-            self.runtime.invoke(event, label=f"ws {route} {conn.connection_id}")
-        )
-        timed_out = False
-        if self.options.integration_timeout is not None:
-            done, _ = await asyncio.wait({invocation}, timeout=self.options.integration_timeout)
-            if not done:
-                # API Gateway stops waiting; the function goes on and may still post.
-                timed_out = True
-                self.counters["integration_timeouts"] += 1
-                self._gateway_frame(conn, "Endpoint request timed out", request_id)
-        outcome = await invocation
-        if not outcome.ok and not timed_out:
-            self._gateway_frame(conn, "Internal server error", request_id)
-
-    def _gateway_frame(self, conn: Connection, message: str, request_id: str) -> None:
-        """Queue one of API Gateway's own frames (it is a message: it counts as activity)."""
-        if conn.state != "open":
-            return
-        frame = json.dumps({"message": message, "connectionId": conn.connection_id, "requestId": request_id})
-        conn.enqueue(frame, len(frame))
-
-    async def _send_loop(self, conn: Connection) -> None:
-        """The connection's only writer, so frames leave in the order they were accepted."""
-        while True:
-            item, size = await conn._outbox.get()
-            try:
-                if isinstance(item, str):
-                    await conn.websocket.send_text(item)
-                else:
-                    await conn.websocket.send_bytes(item)
-            except (WebSocketDisconnect, OSError, RuntimeError):
-                return
-            conn._queued_bytes -= size
-            conn.frames_delivered += 1
-
-    async def _disconnect(self, conn: Connection) -> None:
-        if "$disconnect" not in self.options.websocket_route_keys:
-            return
-        if self.options.disconnect_drop_rate and random.random() < self.options.disconnect_drop_rate:
-            log.info("ws $disconnect %s dropped (--drop-disconnect)", conn.connection_id)
-            return
-        code = conn.close_code if conn.close_code is not None else 1005
-        event = disconnect_event(
-            status_code=code, reason=conn.close_reason or "", **self._event_identity(conn)
-        )
-        await self.runtime.invoke(event, label=f"ws $disconnect {conn.connection_id} ({code})")
-
-    def _mark_closed(self, conn: Connection) -> None:
+    def mark_closed(self, conn: Connection) -> None:
+        """Record that ``conn`` has closed (closed ids are kept a while, so late posts count)."""
         conn.state = "closed"
         self._closed_order.append(conn.connection_id)
         while len(self._closed_order) > _CLOSED_KEPT:
             self.connections.pop(self._closed_order.popleft(), None)
 
-    async def close(self, conn: Connection, code: int, reason: str, *, wait: float = 5.0) -> None:
-        """Close a connection from the server side (DELETE, limits, shutdown).
+    async def close(
+        self, conn: Connection, code: int, reason: str, *, wait: float = 5.0, tell_client: bool = False
+    ) -> None:
+        """Close a connection from the server side (DELETE, limits, binary frames, shutdown).
 
         Args:
             conn: The connection.
@@ -472,12 +224,13 @@ class Gateway:
             reason: ``disconnectReason`` for ``$disconnect``.
             wait: Seconds to wait for the close frame to be written (a client that stopped
                 reading can hold it up).
+            tell_client: Put ``reason`` in the close frame too (otherwise the frame has none).
         """
         if conn.state != "open" or conn._close_requested is not None:
             return
         conn._close_requested = (code, reason)
         with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
-            await asyncio.wait_for(conn.websocket.close(code), wait)
+            await asyncio.wait_for(conn.websocket.close(code, reason if tell_client else None), wait)
 
     async def close_all(self, code: int = 1001, reason: str = "Going away", timeout: float = 5.0) -> None:
         """Close every connection and wait for their ``$disconnect`` invocations (bounded).
@@ -521,150 +274,7 @@ class Gateway:
                 if conn.state != "open":
                     continue
                 if now - conn._last_active >= idle or now - conn._opened >= longest:
-                    self._spawn(self.close(conn, 1001, "Going away"))
-
-    # ------------------------------------------------------------------------------ @connections
-
-    async def _management(self, request: Request) -> Response:
-        if request.path_params["stage"] != self.options.stage:
-            # The stage is part of the endpoint; a wrong one is API Gateway's 403.
-            return _aws_error(403, "ForbiddenException", "Forbidden")
-        connection_id = unquote(request.path_params["connection_id"])
-        conn = self.connections.get(connection_id)
-        if request.method == "POST":
-            return await self._post(conn, await request.body())
-        if conn is None or conn.state != "open":
-            return self._gone()
-        if request.method == "GET":
-            identity = {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}
-            return JSONResponse(
-                {
-                    "connectedAt": _iso8601(conn.connected_at),
-                    "identity": identity,
-                    "lastActiveAt": _iso8601(conn.last_active_at),
-                }
-            )
-        self._spawn(self.close(conn, 1000, "Connection Closed Normally"))
-        return Response(status_code=204)
-
-    async def _post(self, conn: Connection | None, data: bytes) -> Response:
-        self.counters["posts"] += 1
-        if len(data) > self.options.max_message_bytes:
-            self.counters["payload_too_large_413"] += 1
-            return _aws_error(413, "PayloadTooLargeException", "Request entity too large")
-        if self.options.inject_429 and random.random() < self.options.inject_429:
-            self.counters["injected_429"] += 1
-            return _aws_error(429, "LimitExceededException", "Too Many Requests")
-        if conn is None or conn.state != "open":
-            if conn is not None and conn.state == "closed":
-                conn.posts_after_close += 1
-                self.counters["posts_after_gone"] += 1
-            return self._gone()
-        if conn._queued_bytes + len(data) > self.options.client_buffer_bytes:
-            self.counters["buffer_full_429"] += 1
-            return _aws_error(429, "LimitExceededException", "Too Many Requests")
-        conn.enqueue(data.decode("utf-8") if _is_text(data) else data, len(data))
-        self.counters["posts_delivered"] += 1
-        return Response(status_code=200, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-
-    def _gone(self) -> Response:
-        # One answer whether the id never existed, is still in $connect, or has closed.
-        self.counters["gone_410"] += 1
-        return _aws_error(410, "GoneException", "Gone")
-
-    # ------------------------------------------------------------------------------ HTTP API
-
-    def _http_route(self, method: str, path: str) -> Callable[[Request], Awaitable[Response]]:
-        route_key = f"{method} {path}"
-
-        async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            body: str | bytes | None = None
-            if raw:
-                body = raw.decode("utf-8") if _is_text(raw) else raw
-            headers: dict[str, str] = {}
-            for name, value in request.headers.items():
-                headers[name] = f"{headers[name]},{value}" if name in headers else value
-            cookies = headers.pop("cookie", None)
-            query: dict[str, str] = {}
-            for name, value in request.query_params.multi_items():
-                query[name] = f"{query[name]},{value}" if name in query else value
-            event = http_v2_event(
-                method,
-                request.url.path,
-                body=body,
-                headers=headers,
-                query=query or None,
-                route_key=route_key,
-                api_id=self.options.http_api_id,
-                source_ip=request.client.host if request.client else "127.0.0.1",
-                user_agent=headers.get("user-agent", ""),
-            )
-            event["rawQueryString"] = request.url.query
-            if cookies:
-                event["cookies"] = [c.strip() for c in cookies.split(";") if c.strip()]
-            if request.path_params:
-                event["pathParameters"] = dict(request.path_params)
-            outcome = await self.runtime.invoke(event, label=f"http {route_key}")
-            return _http_answer(outcome)
-
-        return endpoint
-
-    # ------------------------------------------------------------------------------ Lambda API
-
-    def _function_matches(self, name: str) -> bool:
-        # Name, full or partial ARN, with or without a qualifier, as Lambda accepts them.
-        parts = name.split(":")
-        if len(parts) == 1:
-            return name == self.options.function_name
-        if "function" in parts:
-            after = parts[parts.index("function") + 1 :]
-            return bool(after) and after[0] == self.options.function_name
-        return parts[0] == self.options.function_name  # name:qualifier
-
-    async def _lambda_invoke(self, request: Request) -> Response:
-        name = unquote(request.path_params["function_name"])
-        if not self._function_matches(name):
-            arn = f"arn:aws:lambda:{self.options.region}:{self.options.account}:function:{name}"
-            return _aws_error(404, "ResourceNotFoundException", f"Function not found: {arn}")
-        raw = await request.body()
-        try:
-            event = json.loads(raw) if raw else {}
-        except ValueError:
-            return _aws_error(400, "InvalidRequestContentException", "Could not parse request body into json")
-        invocation_type = request.headers.get("x-amz-invocation-type", "RequestResponse")
-        if invocation_type == "DryRun":
-            return Response(status_code=204)
-        if invocation_type == "Event":
-            self.counters["async_invocations"] += 1
-            if self.shutting_down:
-                log.info("lambda Event %s dropped: the gateway is stopping", self.options.function_name)
-                return Response(status_code=202, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-            deliveries = 2 if random.random() < self.options.async_duplicate_rate else 1
-            for _ in range(deliveries):
-                self._spawn(self._run_async(event))
-            return Response(status_code=202, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-        if invocation_type != "RequestResponse":
-            return _aws_error(
-                400, "InvalidParameterValueException", f"Unsupported InvocationType {invocation_type}"
-            )
-        outcome = await self.runtime.invoke(event, label=f"lambda RequestResponse {name}")
-        headers = {"X-Amz-Executed-Version": "$LATEST", "x-amzn-RequestId": outcome.request_id}
-        if outcome.error is not None:
-            headers["X-Amz-Function-Error"] = "Unhandled"
-            return JSONResponse(outcome.error, headers=headers)
-        return Response(json.dumps(outcome.payload), media_type="application/json", headers=headers)
-
-    async def _run_async(self, event: Any) -> None:
-        """One asynchronous delivery with Lambda's retries (twice by default) on failure."""
-        for attempt in range(self.options.async_retries + 1):
-            if attempt:
-                self.counters["async_retries"] += 1
-                await asyncio.sleep(self.options.async_retry_delay * attempt)
-            label = f"lambda Event {self.options.function_name} (attempt {attempt + 1})"
-            outcome = await self.runtime.invoke(event, label=label, background=True)
-            if outcome.ok:
-                return
+                    self.spawn(self.close(conn, 1001, "Going away"))
 
     # ------------------------------------------------------------------------------ stats
 
@@ -688,85 +298,10 @@ class Gateway:
         return JSONResponse(self.stats())
 
 
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _canonical_header(name: str) -> str:
-    """ASGI lower-cases header names; API Gateway passes the casing browsers send."""
-    lowered = name.lower()
-    if lowered.startswith("sec-websocket-"):
-        return "Sec-WebSocket-" + "-".join(p.capitalize() for p in lowered[14:].split("-"))
-    return "-".join(p.capitalize() for p in lowered.split("-"))
-
-
-def _connect_headers(
-    defaults: dict[str, str], raw_headers: Iterable[tuple[str, str]]
-) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The client's handshake headers plus the ``X-Forwarded-*``/trace headers API Gateway adds.
-
-    Hop-by-hop headers (``Connection``, ``Upgrade``) end at API Gateway and are not passed on.
-    """
-    raw = [(_canonical_header(n), v) for n, v in raw_headers if n.lower() not in _HOP_BY_HOP]
-    sent = {name.lower() for name, _ in raw}
-    headers = {k: v for k, v in defaults.items() if k.startswith("X-") and k.lower() not in sent}
-    multi = {k: [v] for k, v in headers.items()}
-    for name, value in raw:
-        headers[name] = value
-        multi.setdefault(name, []).append(value)
-    return headers, multi
-
-
-def _connect_answer(outcome: Invocation) -> tuple[int, str, dict[str, str]]:
-    """Status, body and headers of a ``$connect`` proxy response (a function error is a 502)."""
-    if outcome.error is not None:
-        return 502, json.dumps({"message": "Internal server error"}), {}
-    payload = outcome.payload
-    if not isinstance(payload, dict):
-        return 200, "", {}
-    status = payload.get("statusCode", 200)
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        return 502, json.dumps({"message": "Internal server error"}), {}
-    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
-    body = payload.get("body")
-    return status, body if isinstance(body, str) else "", {str(k): str(v) for k, v in (headers or {}).items()}
-
-
-async def _deny(websocket: WebSocket, status: int, body: str) -> None:
-    try:
-        await websocket.send_denial_response(
-            Response(body, status_code=status, media_type="application/json")
-        )
-    except RuntimeError:
-        # A server without the denial-response extension can only refuse with 403.
-        await websocket.close(code=1008)
-
-
-def _http_answer(outcome: Invocation) -> Response:
-    """An HTTP API (payload 2.0) response from the function's return value."""
-    if outcome.error is not None:
-        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-    payload = outcome.payload
-    if not (isinstance(payload, dict) and "statusCode" in payload):
-        # v2 infers a 200 JSON response from anything that is not a proxy response.
-        body = payload if isinstance(payload, str) else json.dumps(payload)
-        return Response(body, status_code=200, media_type="application/json")
-    status = payload["statusCode"]
-    body = payload.get("body") or ""
-    if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(body, str):
-        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-    content = base64.b64decode(body) if payload.get("isBase64Encoded") else body.encode()
-    headers = payload.get("headers") if isinstance(payload.get("headers"), dict) else {}
-    response = Response(
-        content, status_code=status, headers={str(k): str(v) for k, v in (headers or {}).items()}
-    )
-    for cookie in payload.get("cookies") or []:
-        response.headers.append("set-cookie", str(cookie))
-    return response
-
-
 __all__ = [
     "MAX_FRAME_BYTES",
     "MAX_MESSAGE_BYTES",
+    "RAW_HEADERS_EXTENSION",
     "ROUTE_SELECTION_EXPRESSION",
     "STATS_PATH",
     "Connection",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -31,9 +32,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode, Frame
+from websockets.http11 import Request
 from websockets.protocol import State
 
 from selador.local.banner import banner as ready_banner
@@ -50,6 +53,7 @@ from selador.local.environment import (
 from selador.local.gateway import (
     MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
+    RAW_HEADERS_EXTENSION,
     ROUTE_SELECTION_EXPRESSION,
     Gateway,
     GatewayOptions,
@@ -57,12 +61,14 @@ from selador.local.gateway import (
 from selador.local.http_protocol import HeadLimitedH11Protocol
 from selador.local.processes import ProcessRuntime
 from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
-from selador.local.template import TemplateError, load_template, load_yaml
-from selador.settings import SettingsError
+from selador.local.template import TemplateConfig, TemplateError, load_template, load_yaml
+from selador.settings import SettingsError, load_settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3001
 LAMBDA_DEFAULT_ASYNC_RETRIES = 2
+API_GATEWAY_INTEGRATION_TIMEOUT = 29.0
+"""Seconds: a WebSocket integration's default and maximum ``TimeoutInMillis``."""
 
 log = logging.getLogger("selador.gateway")
 
@@ -84,10 +90,13 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
     """The WebSocket protocol of uvicorn, closing with 1009 on a frame over ``max_frame_bytes``.
 
     API Gateway limits frames to 32 KiB as well as messages to 128 KiB; ASGI only sees whole
-    messages, so the frame check sits in the protocol, where frames are still visible.
+    messages, so the frame check sits in the protocol, where frames are still visible. The
+    protocol also keeps the handshake's header names as the client sent them, for ``$connect``
+    (see :data:`selador.local.gateway.RAW_HEADERS_EXTENSION`), and reports a vanished client as
+    1006.
 
     Args:
-        max_frame_bytes: Largest frame payload accepted (0: no limit).
+        max_frame_bytes: Largest frame payload accepted (0: no frame limit).
 
     Returns:
         A protocol class for ``uvicorn.Config(ws=...)``.
@@ -103,6 +112,16 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
                 self.close_sent = True
                 self.transport.write(b"".join(self.conn.data_to_send()))
                 self.transport.close()
+
+        def handle_connect(self, event: Request) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)  # unset when the handshake was refused
+            if scope is not None:
+                # ASGI wants lower-case names (Starlette's lookups rely on it); the names as sent
+                # travel beside them for the $connect event.
+                raw = scope["headers"]
+                scope["headers"] = [(name.lower(), value) for name, value in raw]
+                scope["extensions"][RAW_HEADERS_EXTENSION] = raw
 
         def _too_big(self, event: Frame) -> bool:
             if not max_frame_bytes or len(event.data) <= max_frame_bytes:
@@ -163,6 +182,23 @@ def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtoco
             super().connection_lost(exc)
 
     return FrameLimitedProtocol
+
+
+class RawHeaderH11Protocol(HeadLimitedH11Protocol):
+    """uvicorn's h11 HTTP protocol, handing WebSocket upgrades on with header names as sent.
+
+    uvicorn rebuilds the upgrade request for the WebSocket protocol from lower-cased names, while
+    API Gateway passes the client's casing to ``$connect`` (``Sec-WebSocket-Key``, ``x-api-key``
+    as sent). h11 keeps the raw names, so the rebuilt request uses them, and the WebSocket
+    protocol (:func:`frame_limited_protocol`) keeps them for the event. Plain HTTP requests are
+    untouched: HTTP APIs lower-case header names anyway. Request heads are limited as
+    :class:`~selador.local.http_protocol.HeadLimitedH11Protocol` does.
+    """
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Hand the upgrade to the WebSocket protocol with the raw header names."""
+        self.headers = list(event.headers.raw_items())
+        super().handle_websocket_upgrade(event)
 
 
 class GatewayServer(uvicorn.Server):
@@ -260,7 +296,8 @@ def build_server(
     """
     config = uvicorn.Config(
         gateway.app,
-        http=HeadLimitedH11Protocol,
+        # h11 rather than httptools even when both are installed: see RawHeaderH11Protocol.
+        http=RawHeaderH11Protocol,
         ws=frame_limited_protocol(max_frame_bytes),
         ws_max_size=gateway.options.max_message_bytes,
         # API Gateway negotiates no compression and sends no protocol pings of its own.
@@ -400,7 +437,8 @@ def _parser() -> argparse.ArgumentParser:
         "--integration-timeout",
         type=float,
         metavar="SECONDS",
-        help="emulate API Gateway's 29 s (off by default)",
+        help="API Gateway's integration timeout on message routes (default: the template's "
+        "TimeoutInMillis of the WebSocket integration, else 29 s); 0 turns it off",
     )
     add("--idle-timeout", type=float, default=600.0, metavar="SECONDS", help="default %(default)s")
     add(
@@ -417,6 +455,16 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="gateway log level"
     )
     return parser
+
+
+def _integration_timeout(flag: float | None, template: TemplateConfig) -> float | None:
+    """Seconds before a message route times out: the flag (0 = off), else the template's, else 29."""
+    if flag is not None:
+        if flag < 0:
+            raise SystemExit("selador serve: --integration-timeout must be 0 (off) or more")
+        return flag or None
+    millis = template.websocket_integration_timeout_ms
+    return millis / 1000 if millis is not None else API_GATEWAY_INTEGRATION_TIMEOUT
 
 
 def _positive(text: str) -> int:
@@ -495,12 +543,13 @@ def main(argv: list[str] | None = None) -> int:
         stage=stage,
         websocket_route_keys=template.websocket_route_keys,
         http_routes=template.http_routes,
+        http_jwt_routes=template.http_jwt_routes,
         function_name=function_name,
         region=LOCAL_REGION,
         max_message_bytes=MAX_MESSAGE_BYTES,
         idle_timeout=args.idle_timeout,
         max_connection_duration=args.max_connection_duration,
-        integration_timeout=args.integration_timeout or None,
+        integration_timeout=_integration_timeout(args.integration_timeout, template),
         inject_429=_rate(args.inject_429, "--inject-429"),
         client_buffer_bytes=args.client_buffer_bytes,
         async_retries=(
@@ -549,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 cli_env=cli_env,
                 unresolved=list(function.unresolved_environment),
             )
+            settings = load_settings()
         except HandlerLoadError as exc:
             cause = exc.__cause__
             if cause is not None and not isinstance(cause, ModuleNotFoundError):
@@ -587,6 +637,9 @@ def main(argv: list[str] | None = None) -> int:
                 region=LOCAL_REGION,
                 concurrency=args.concurrency,
             )
+        if settings.auth_mode == "jwt":
+            # The template's JWT authorizer checks tokens as the handler does (selador.auth).
+            options = dataclasses.replace(options, auth_settings=settings)
         gateway = Gateway(runtime, options)
         server = build_server(
             gateway, max_frame_bytes=args.max_frame_bytes, on_ready=lambda: print(banner, flush=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import httpx
+import jwt as pyjwt
 import pytest
 from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketConnectEventModel,
@@ -30,13 +31,17 @@ from botocore.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from selador.auth import authorizer_principal
+from selador.local.events import request_time
 from selador.local.gateway import Gateway, GatewayOptions
 from selador.local.runtime import LambdaRuntime
 from selador.local.serve import RunningGateway, serve_in_thread
+from selador.local.template import JwtRouteAuth
+from selador.settings import Settings
 
 ROUTES = ("$connect", "$disconnect", "$default", "invoke", "ping")
 HTTP_ROUTES = (("POST", "/invoke"), ("GET", "/health"))
-CONNECTION_ID = re.compile(r"^[A-Za-z0-9]{15}=$")
+CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")
 WAIT = 10.0  # upper bound on any single wait; never an expectation about speed
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -96,7 +101,7 @@ def gateway(
     opts = GatewayOptions(
         stage="production",
         websocket_route_keys=options.pop("websocket_route_keys", ROUTES),
-        http_routes=HTTP_ROUTES,
+        http_routes=options.pop("http_routes", HTTP_ROUTES),
         function_name="main-fn",
         **options,
     )
@@ -147,49 +152,100 @@ async def test_every_event_validates_against_powertools_models() -> None:
 
     with gateway(handler) as running:
         url = running.endpoints.ws_url + "?token=abc&tag=one&tag=two"
-        async with ws_connect(
-            url, additional_headers={"X-Custom": "yes"}, user_agent_header="unit-agent/1"
-        ) as ws:
+        headers = {"X-Custom": "yes", "x-api-key": "k1", "cache-control": "no-cache"}
+        async with ws_connect(url, additional_headers=headers, user_agent_header="unit-agent/1") as ws:
             await ws.send(json.dumps({"action": "invoke", "question": "q"}))
-            await ws.send(b"\x00\x01binary")
+            await ws.send("plain text")
             recorder.wait_for("MESSAGE", 2)
             await ws.close(code=1000, reason="bye")
         recorder.wait_for("DISCONNECT")
 
     connect_ev = recorder.of_type("CONNECT")[0]
-    text_ev, binary_ev = recorder.of_type("MESSAGE")
+    text_ev, plain_ev = recorder.of_type("MESSAGE")
     disconnect_ev = recorder.of_type("DISCONNECT")[0]
     APIGatewayWebSocketConnectEventModel.model_validate(connect_ev)
     APIGatewayWebSocketMessageEventModel.model_validate(text_ev)
-    APIGatewayWebSocketMessageEventModel.model_validate(binary_ev)
+    APIGatewayWebSocketMessageEventModel.model_validate(plain_ev)
     APIGatewayWebSocketDisconnectEventModel.model_validate(disconnect_ev)
 
     ctx = connect_ev["requestContext"]
     assert CONNECTION_ID.match(ctx["connectionId"])
+    for event in recorder.events:
+        assert event["requestContext"]["requestId"] == event["requestContext"]["extendedRequestId"]
     assert {e["requestContext"]["connectionId"] for e in recorder.events} == {ctx["connectionId"]}
     assert ctx["stage"] == "production"
     assert ctx["identity"] == {"sourceIp": "127.0.0.1", "userAgent": "unit-agent/1"}
     for key in ("domainName", "apiId", "requestId", "extendedRequestId", "requestTime", "requestTimeEpoch"):
         assert ctx[key], key
     assert ctx["messageDirection"] == "IN"
-    assert connect_ev["headers"]["X-Custom"] == "yes"
-    assert connect_ev["headers"]["X-Forwarded-For"] == "127.0.0.1"
+    # Header names as the client sent them (nothing re-cased), hop-by-hop ones dropped.
+    sent = connect_ev["headers"]
+    assert {"X-Custom": "yes", "x-api-key": "k1", "cache-control": "no-cache"}.items() <= sent.items()
+    assert {"Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "User-Agent"} <= sent.keys()
+    assert not {k.lower() for k in sent} & {"connection", "upgrade"}
+    assert connect_ev["multiValueHeaders"]["x-api-key"] == ["k1"]
+    assert set(connect_ev["multiValueHeaders"]) == set(sent)
+    assert sent["X-Forwarded-For"] == "127.0.0.1"
     assert connect_ev["queryStringParameters"] == {"token": "abc", "tag": "two"}
     assert connect_ev["multiValueQueryStringParameters"]["tag"] == ["one", "two"]
 
     assert text_ev["requestContext"]["routeKey"] == "invoke"
     assert text_ev["isBase64Encoded"] is False
     assert json.loads(text_ev["body"])["question"] == "q"
-    assert text_ev["requestContext"]["messageId"] != binary_ev["requestContext"]["messageId"]
+    assert text_ev["requestContext"]["messageId"] != plain_ev["requestContext"]["messageId"]
     assert text_ev["requestContext"]["connectedAt"] == ctx["connectedAt"]
     assert "headers" not in text_ev
 
-    assert binary_ev["isBase64Encoded"] is True
-    assert base64.b64decode(binary_ev["body"]) == b"\x00\x01binary"
-    assert binary_ev["requestContext"]["routeKey"] == "$default"
+    assert plain_ev["isBase64Encoded"] is False
+    assert plain_ev["body"] == "plain text"
+    assert plain_ev["requestContext"]["routeKey"] == "$default"
 
     assert disconnect_ev["requestContext"]["disconnectStatusCode"] == 1000
     assert disconnect_ev["requestContext"]["disconnectReason"] == "Connection Closed Normally"
+
+
+async def test_connect_header_names_are_passed_as_received_and_hop_by_hop_ones_dropped() -> None:
+    """A handshake written by hand: lower-case and odd-case names reach $connect unchanged."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        endpoints = running.endpoints
+        reader, writer = await asyncio.open_connection(endpoints.host, endpoints.port)
+        request = [
+            f"GET /{endpoints.stage} HTTP/1.1",
+            f"host: {endpoints.host}:{endpoints.port}",
+            "upgrade: websocket",
+            "connection: Upgrade",
+            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version: 13",
+            "Keep-Alive: timeout=5",
+            "Proxy-Authorization: Basic eDp5",
+            "TE: trailers",
+            "X-MiXeD-Case: kept",
+            "x-forwarded-for: 203.0.113.9",
+            "",
+            "",
+        ]
+        writer.write("\r\n".join(request).encode())
+        await writer.drain()
+        status_line = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)).split(b"\r\n")[0]
+        (event,) = recorder.wait_for("CONNECT")
+        # The ASGI scope itself keeps lower-case names, as ASGI requires (Starlette's lookups).
+        conn = running.gateway.connections[event["requestContext"]["connectionId"]]
+        assert all(name == name.lower() for name, _ in conn.websocket.scope["headers"])
+        assert conn.websocket.headers["x-mixed-case"] == "kept"
+        writer.close()
+    assert status_line == b"HTTP/1.1 101 Switching Protocols"
+    headers = event["headers"]
+    assert headers["host"] == f"{endpoints.host}:{endpoints.port}"
+    assert headers["sec-websocket-key"] == "dGhlIHNhbXBsZSBub25jZQ=="
+    assert headers["X-MiXeD-Case"] == "kept"
+    # What the client sent wins over what API Gateway would add; the rest is added.
+    assert headers["x-forwarded-for"] == "203.0.113.9" and "X-Forwarded-For" not in headers
+    assert (headers["X-Forwarded-Port"], headers["X-Forwarded-Proto"]) == (str(endpoints.port), "http")
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", headers["X-Amzn-Trace-Id"])
+    lowered = {name.lower() for name in headers}
+    assert not lowered & {"upgrade", "connection", "keep-alive", "proxy-authorization", "te"}
+    assert event["multiValueHeaders"]["X-MiXeD-Case"] == ["kept"]
 
 
 async def test_close_without_status_reports_1005_as_api_gateway_words_it() -> None:
@@ -204,6 +260,42 @@ async def test_close_without_status_reports_1005_as_api_gateway_words_it() -> No
         (event,) = recorder.wait_for("DISCONNECT")
     assert event["requestContext"]["disconnectStatusCode"] == 1005
     assert event["requestContext"]["disconnectReason"] == "Client-side close frame status not set"
+
+
+async def test_binary_frame_closes_with_1003_and_reaches_no_route() -> None:
+    """API Gateway takes no binary frames on WebSocket APIs: it disconnects the client with 1003."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.send(b'{"action": "ping"}')  # JSON, but in a binary frame
+            with pytest.raises(ConnectionClosed) as info:
+                await asyncio.wait_for(ws.recv(), WAIT)
+        (event,) = recorder.wait_for("DISCONNECT")
+        counters = running.gateway.counters
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1003, "Unsupported data")
+    context = event["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (1003, "Unsupported data")
+    assert recorder.of_type("MESSAGE") == []
+    assert counters["binary_frames_1003"] == 1 and counters["messages_in"] == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected"),
+    [
+        (1001, "", ""),  # a browser leaving the page: API Gateway reports no reason
+        (1001, "tab closed", "tab closed"),
+        (4000, "custom", "custom"),
+    ],
+)
+async def test_client_close_codes_keep_the_clients_reason(code: int, reason: str, expected: str) -> None:
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.close(code=code, reason=reason)
+        (event,) = recorder.wait_for("DISCONNECT")
+    context = event["requestContext"]
+    assert (context["disconnectStatusCode"], context["disconnectReason"]) == (code, expected)
 
 
 @pytest.mark.parametrize(
@@ -229,17 +321,20 @@ async def test_route_selection_follows_request_body_action(body: str, route: str
     assert event["body"] == body
 
 
-async def test_websocket_also_answers_at_root_and_refuses_other_paths() -> None:
+@pytest.mark.parametrize("path", ["", "/", "/staging", "/production/", "/production/x"])
+async def test_websocket_answers_on_the_stage_only(path: str) -> None:
+    """As in AWS, the stage is part of the URL: without it (or with another) the handshake is 403."""
     recorder = Recorder()
     with gateway(lambda e, c: recorder.add(e)) as running:
-        root = running.endpoints.ws_url.rsplit("/", 1)[0] + "/"
-        async with ws_connect(root) as ws:
+        base = running.endpoints.ws_url.rsplit("/", 1)[0]
+        with pytest.raises(InvalidStatus) as info:
+            async with ws_connect(base + path):
+                pass
+        async with ws_connect(running.endpoints.ws_url) as ws:
             await ws.send('{"action": "ping"}')
             recorder.wait_for("MESSAGE")
-        with pytest.raises(InvalidStatus) as info:
-            async with ws_connect(root + "staging"):
-                pass
     assert info.value.response.status_code == 403
+    assert len(recorder.of_type("CONNECT")) == 1  # the refused handshake ran no $connect
 
 
 # ---------------------------------------------------------------------------------- $connect
@@ -426,6 +521,21 @@ async def test_management_api_post_get_delete_and_gone() -> None:
     assert summary["framesDelivered"] == 1
 
 
+async def test_gone_carries_no_message_as_the_service_model_has_none() -> None:
+    with gateway(lambda e, c: None) as running:
+        client = management(running)
+        with pytest.raises(client.exceptions.GoneException) as gone:
+            client.post_to_connection(ConnectionId="NeverExisted0A=", Data=b"x")
+        async with httpx.AsyncClient(base_url=running.endpoints.management_endpoint, timeout=WAIT) as http:
+            raw = await http.post("/@connections/NeverExisted0A%3D", content=b"x")
+    assert gone.value.response["Error"]["Code"] == "GoneException"
+    assert gone.value.response["Error"]["Message"] == ""
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    assert raw.status_code == 410
+    assert raw.headers["x-amzn-ErrorType"] == "GoneException"
+    assert raw.json() == {}
+
+
 async def test_post_over_128_kib_is_payload_too_large_and_exactly_128_kib_is_delivered() -> None:
     with gateway(lambda e, c: None) as running:
         client = management(running)
@@ -492,6 +602,7 @@ async def test_message_over_128_kib_in_small_frames_closes_with_1009() -> None:
             assert await closed_code(ws) == 1009
         (event,) = recorder.wait_for("DISCONNECT")
     assert event["requestContext"]["disconnectStatusCode"] == 1009
+    assert event["requestContext"]["disconnectReason"] == "Message too big"
     assert recorder.of_type("MESSAGE") == []
 
 
@@ -512,6 +623,8 @@ async def test_frame_over_32_kib_closes_with_1009_and_32_kib_passes() -> None:
             recorder.wait_for("MESSAGE")
             await ws.send("c" * (32 * 1024 + 1))
             assert await closed_code(ws) == 1009
+        (event,) = recorder.wait_for("DISCONNECT")
+    assert event["requestContext"]["disconnectReason"] == "Message too big"
 
 
 async def test_idle_connection_closes_with_1001_and_protocol_pings_do_not_count() -> None:
@@ -614,6 +727,183 @@ async def test_http_routes_are_payload_v2_events_and_responses() -> None:
     assert binary_event["isBase64Encoded"] is True
     assert base64.b64decode(binary_event["body"]) == b"\xff\x00"
     assert binary.status_code == 500  # the stand-in cannot json-decode it: API Gateway's 500
+
+
+async def test_http_events_carry_api_gateways_context_and_forwarded_headers() -> None:
+    recorder = Recorder()
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        recorder.add(event)
+        return {"ok": True}
+
+    hop_by_hop = {"Keep-Alive": "timeout=5", "TE": "trailers", "Proxy-Authorization": "Basic eDp5"}
+    with gateway(handler) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            await http.get("/health", headers={"X-Custom": "1", **hop_by_hop})
+            await http.get("/health", headers={"X-Forwarded-For": "203.0.113.5"})
+        port = running.endpoints.port
+    first, second = recorder.events
+    context = first["requestContext"]
+    assert re.fullmatch(r"\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000", context["time"])
+    assert context["time"] == request_time(context["timeEpoch"])
+    assert abs(context["timeEpoch"] - time.time() * 1000) < 60_000
+    assert context["domainName"] == "sel4d0rhttp.execute-api.us-west-2.amazonaws.com"
+    assert context["domainPrefix"] == "sel4d0rhttp"
+    assert CONNECTION_ID.fullmatch(context["requestId"])
+    headers = first["headers"]
+    assert headers["host"] == f"127.0.0.1:{port}"
+    assert headers["x-custom"] == "1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert (headers["x-forwarded-port"], headers["x-forwarded-proto"]) == (str(port), "http")
+    assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", headers["x-amzn-trace-id"])
+    assert not {"keep-alive", "te", "proxy-authorization", "connection"} & headers.keys()
+    assert second["headers"]["x-forwarded-for"] == "203.0.113.5"  # the client's own is kept
+    assert first["headers"]["x-amzn-trace-id"] != second["headers"]["x-amzn-trace-id"]
+
+
+async def test_http_api_answers_404_for_no_route_whatever_the_reason() -> None:
+    """A wrong method, a trailing slash, an unknown path, HEAD on a GET route: HTTP API's 404."""
+    recorder = Recorder()
+    with gateway(lambda e, c: recorder.add(e)) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            answers = {
+                "GET /invoke": await http.get("/invoke"),
+                "PUT /health": await http.put("/health"),
+                "GET /health/": await http.get("/health/"),
+                "POST /invoke/": await http.post("/invoke/", json={}),
+                "GET /nope": await http.get("/nope"),
+                "HEAD /health": await http.head("/health"),
+            }
+        # The WebSocket stage still answers on the same port.
+        async with ws_connect(running.endpoints.ws_url) as ws:
+            await ws.send('{"action": "ping"}')
+            recorder.wait_for("MESSAGE")
+    for request, answer in answers.items():
+        assert answer.status_code == 404, request
+        assert answer.headers.get("location") is None, request  # no redirect
+        if not request.startswith("HEAD"):
+            assert answer.json() == {"message": "Not Found"}, request
+    assert [e for e in recorder.events if "version" in e] == []  # the function never ran
+
+
+async def test_http_api_any_greedy_head_and_default_routes() -> None:
+    recorder = Recorder()
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        recorder.add(event)
+        return {"statusCode": 200, "body": event["routeKey"]}
+
+    routes = (("GET", "/health"), ("HEAD", "/health"), ("ANY", "/any"), ("GET", "/files/{proxy+}"))
+    with gateway(handler, http_routes=(*routes, ("ANY", "$default"))) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            head = await http.head("/health")
+            any_delete = await http.delete("/any")
+            greedy = await http.get("/files/a/b.txt")
+            fallback = await http.post("/elsewhere/x")
+            wrong_method = await http.post("/health")
+    assert head.status_code == 200
+    assert recorder.events[0]["routeKey"] == "HEAD /health"
+    assert any_delete.text == "ANY /any"
+    assert recorder.events[1]["requestContext"]["http"]["method"] == "DELETE"
+    assert greedy.text == "GET /files/{proxy+}"
+    assert recorder.events[2]["pathParameters"] == {"proxy": "a/b.txt"}
+    assert fallback.text == "$default" and "pathParameters" not in recorder.events[3]
+    assert recorder.events[3]["rawPath"] == "/elsewhere/x"
+    assert wrong_method.text == "$default"  # no POST /health: $default catches it
+
+
+JWT_SECRET = "gateway-test-secret-0123456789abcdef-0123456789"
+JWT_ISSUER = "https://issuer.selador.test/pool"
+JWT_AUDIENCE = "selador-client"
+
+
+def jwt_for(secret: str = JWT_SECRET, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"sub": "alice", "iat": now, "exp": now + 300, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE, **claims}
+    return pyjwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
+
+
+@contextmanager
+def secured(handler: Handler, **options: Any) -> Iterator[RunningGateway]:
+    """A gateway whose POST /invoke is behind the template's JWT authorizer, with AUTH_MODE=jwt."""
+    settings = Settings(
+        auth_mode="jwt", auth_hs256_secret=JWT_SECRET, auth_issuer=JWT_ISSUER, auth_audience=JWT_AUDIENCE
+    )
+    routes = {("POST", "/invoke"): JwtRouteAuth("OidcJwt"), **options.pop("http_jwt_routes", {})}
+    with gateway(handler, http_jwt_routes=routes, auth_settings=settings, **options) as running:
+        yield running
+
+
+async def test_jwt_authorizer_refuses_before_the_function_runs() -> None:
+    recorder = Recorder()
+    with secured(lambda e, c: recorder.add(e)) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            missing = await http.post("/invoke", json={})
+            garbage = await http.post("/invoke", json={}, headers={"Authorization": "Bearer not.a.jwt"})
+            audience = await http.post(
+                "/invoke", json={}, headers={"Authorization": f"Bearer {jwt_for(aud='someone-else')}"}
+            )
+            expired = await http.post("/invoke", json={}, headers={"authorization": jwt_for(exp=1)})
+            forged = await http.post(
+                "/invoke", json={}, headers={"Authorization": f"Bearer {jwt_for(secret='w' * 48)}"}
+            )
+            health = await http.get("/health")  # the template leaves it open
+    for refused in (missing, garbage, audience, expired, forged):
+        assert refused.status_code == 401
+        assert refused.json() == {"message": "Unauthorized"}
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert audience.headers["www-authenticate"] == (
+        'Bearer scope="" error="invalid_token" error_description="the token does not have a valid audience"'
+    )
+    assert expired.headers["www-authenticate"].startswith('Bearer scope="" error="invalid_token" ')
+    assert health.status_code == 200
+    assert [e["routeKey"] for e in recorder.events] == ["GET /health"]  # /invoke never ran
+    assert "authorizer" not in recorder.events[0]["requestContext"]
+
+
+async def test_jwt_authorizer_passes_claims_and_scopes_as_the_v2_format_does() -> None:
+    recorder = Recorder()
+    with secured(lambda e, c: recorder.add(e) or {"ok": True}) as running:
+        token = jwt_for(groups=["admin", "ops"], email_verified=True, scope="read write")
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            with_bearer = await http.post("/invoke", json={}, headers={"Authorization": f"Bearer {token}"})
+            bare = await http.post("/invoke", json={}, headers={"Authorization": jwt_for(sub="bob")})
+    assert with_bearer.status_code == bare.status_code == 200
+    first, second = (e["requestContext"]["authorizer"]["jwt"] for e in recorder.events)
+    claims = first["claims"]
+    assert claims["sub"] == "alice" and claims["iss"] == JWT_ISSUER
+    # Every claim is a string, arrays as "[a b]", as the HTTP API hands them over.
+    assert claims["groups"] == "[admin ops]"
+    assert claims["email_verified"] == "true"
+    assert claims["exp"].isdigit()
+    assert first["scopes"] == ["read", "write"]
+    assert second["claims"]["sub"] == "bob"  # "The identitySource can include only the token"
+    assert second["scopes"] is None
+    # The handler reads the principal from there as it does in AWS.
+    assert authorizer_principal(recorder.events[0]) == "alice"
+
+
+async def test_jwt_authorizer_route_scopes_need_one_in_the_token() -> None:
+    scoped = {("GET", "/health"): JwtRouteAuth("OidcJwt", scopes=("selador/admin", "selador/ops"))}
+    with secured(lambda e, c: {"ok": True}, http_jwt_routes=scoped) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            none = await http.get("/health", headers={"Authorization": f"Bearer {jwt_for()}"})
+            other = await http.get("/health", headers={"Authorization": f"Bearer {jwt_for(scope='read')}"})
+            one = await http.get(
+                "/health", headers={"Authorization": f"Bearer {jwt_for(scp=['selador/ops'])}"}
+            )
+    assert (none.status_code, other.status_code, one.status_code) == (403, 403, 200)
+    assert none.json() == {"message": "Forbidden"}
+
+
+async def test_jwt_authorizer_is_off_when_authentication_is_off() -> None:
+    recorder = Recorder()
+    routes = {("POST", "/invoke"): JwtRouteAuth("OidcJwt")}
+    with gateway(lambda e, c: recorder.add(e) or {"ok": True}, http_jwt_routes=routes) as running:
+        async with httpx.AsyncClient(base_url=running.endpoints.base, timeout=WAIT) as http:
+            answer = await http.post("/invoke", json={})
+    assert answer.status_code == 200
+    assert "authorizer" not in recorder.events[0]["requestContext"]
 
 
 async def test_http_handler_exception_is_internal_server_error() -> None:

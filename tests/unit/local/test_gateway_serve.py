@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from selador.local import serve
+from selador.local.gateway import GatewayOptions
 from selador.local.serve import Endpoints, build_environment, key_values, local_overrides
+from selador.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -61,6 +63,22 @@ def test_async_retries_come_from_the_template(tmp_path: Path) -> None:
         "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties: {Handler: a.b}\n"
     )
     assert serve._async_retries(str(bare), "Fn") == 2  # Lambda's default
+
+
+def test_integration_timeout_comes_from_the_template_and_0_turns_it_off(tmp_path: Path) -> None:
+    template = load_template(REPO / "template.yaml")  # TimeoutInMillis: 29000
+    assert serve._integration_timeout(None, template) == 29.0
+    assert serve._integration_timeout(0, template) is None
+    assert serve._integration_timeout(2.5, template) == 2.5
+    with pytest.raises(SystemExit, match="--integration-timeout"):
+        serve._integration_timeout(-1, template)
+    bare = tmp_path / "template.yaml"
+    bare.write_text(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {Handler: a.b, Runtime: python3.13}\n"
+    )
+    assert serve._integration_timeout(None, load_template(bare)) == 29.0  # API Gateway's default
+    assert GatewayOptions().integration_timeout == 29.0
 
 
 def test_key_value_flags_are_checked() -> None:

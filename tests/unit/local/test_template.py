@@ -9,6 +9,7 @@ import pytest
 
 from selador.local.template import (
     FunctionConfig,
+    JwtRouteAuth,
     TemplateError,
     load_template,
     load_yaml,
@@ -93,6 +94,7 @@ def test_real_template_routes_and_stage() -> None:
     assert config.stage_name == "production"
     assert config.parameters["StageName"] == "production"
     assert config.parameters["FunctionTimeout"] == "900"
+    assert config.websocket_integration_timeout_ms == 29_000
 
 
 def test_real_template_overrides() -> None:
@@ -453,6 +455,64 @@ def test_apigatewayv2_resources(tmp_path: Path) -> None:
     assert config.websocket_route_keys == ("$default",)
     assert config.stage_name == "live"
     assert config.http_routes == (("PUT", "/items/{id}"), ("ANY", "$default"))
+    assert config.websocket_integration_timeout_ms is None  # no integration: API Gateway's 29 s
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "expected"),
+    [(["5000"], 5000), (["5000", "12000"], 12000), (["!Ref WsTimeout"], 7000)],
+)
+def test_websocket_integration_timeout(tmp_path: Path, timeouts: list[str], expected: int) -> None:
+    integrations = "".join(
+        f"""
+      Int{i}:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Ws
+          IntegrationType: AWS_PROXY
+          TimeoutInMillis: {value}"""
+        for i, value in enumerate(timeouts)
+    )
+    body = (
+        "\n    Parameters:\n      WsTimeout:\n        Type: Number\n        Default: 7000"
+        + MINIMAL_FUNCTION
+        + """
+      Ws:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: WEBSOCKET
+      HttpInt:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Http
+          TimeoutInMillis: 30000
+      Http:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: HTTP"""
+        + integrations
+        + "\n"
+    )
+    assert load_template(write(tmp_path, body)).websocket_integration_timeout_ms == expected
+
+
+def test_websocket_integration_timeout_out_of_range_is_an_error(tmp_path: Path) -> None:
+    body = (
+        MINIMAL_FUNCTION
+        + """
+      Ws:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: WEBSOCKET
+      Int:
+        Type: AWS::ApiGatewayV2::Integration
+        Properties:
+          ApiId: !Ref Ws
+          TimeoutInMillis: 30000
+    """
+    )
+    with pytest.raises(TemplateError, match="TimeoutInMillis must be 50 to 29000"):
+        load_template(write(tmp_path, body))
 
 
 def test_two_websocket_apis_are_ambiguous(tmp_path: Path) -> None:
@@ -490,3 +550,111 @@ def test_httpapi_events(tmp_path: Path) -> None:
                   Properties: {Queue: arn:aws:sqs:us-west-2:123456789012:q}
     """
     assert load_template(write(tmp_path, body)).http_routes == (("GET", "/a"), ("ANY", "$default"))
+
+
+def test_real_template_jwt_authorizer_protects_all_but_health() -> None:
+    routes = load_template(TEMPLATE).http_jwt_routes
+    assert set(routes) == {
+        ("POST", "/invoke"),
+        ("POST", "/runs"),
+        ("GET", "/runs/{request_id}"),
+        ("DELETE", "/runs/{request_id}"),
+    }
+    assert set(routes.values()) == {JwtRouteAuth("OidcJwt", "$request.header.Authorization", ())}
+
+
+def test_sam_jwt_authorizers_default_none_scopes_and_lambda(tmp_path: Path) -> None:
+    body = """
+        Resources:
+          Api:
+            Type: AWS::Serverless::HttpApi
+            Properties:
+              Auth:
+                DefaultAuthorizer: Jwt
+                Authorizers:
+                  Jwt:
+                    IdentitySource: $request.header.X-Token
+                    JwtConfiguration: {issuer: !Ref Issuer, audience: [a]}
+                  Custom:
+                    FunctionArn: arn:aws:lambda:us-west-2:123456789012:function:auth
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              Handler: app.handler
+              Runtime: python3.13
+              Events:
+                Defaulted:
+                  Type: HttpApi
+                  Properties: {ApiId: !Ref Api, Method: GET, Path: /a}
+                Open:
+                  Type: HttpApi
+                  Properties: {ApiId: !Ref Api, Method: GET, Path: /b, Auth: {Authorizer: NONE}}
+                Scoped:
+                  Type: HttpApi
+                  Properties:
+                    ApiId: !Ref Api
+                    Method: POST
+                    Path: /c
+                    Auth: {Authorizer: Jwt, AuthorizationScopes: [s/read, s/write]}
+                ByLambda:
+                  Type: HttpApi
+                  Properties: {ApiId: !Ref Api, Method: GET, Path: /d, Auth: {Authorizer: Custom}}
+        Parameters:
+          Issuer: {Type: String}
+    """
+    routes = load_template(write(tmp_path, body)).http_jwt_routes
+    assert routes == {
+        ("GET", "/a"): JwtRouteAuth("Jwt", "$request.header.X-Token"),
+        ("POST", "/c"): JwtRouteAuth("Jwt", "$request.header.X-Token", ("s/read", "s/write")),
+    }
+
+
+def test_unknown_sam_authorizer_is_an_error(tmp_path: Path) -> None:
+    body = """
+        Resources:
+          Fn:
+            Type: AWS::Serverless::Function
+            Properties:
+              Handler: app.handler
+              Runtime: python3.13
+              Events:
+                A:
+                  Type: HttpApi
+                  Properties: {Method: GET, Path: /a, Auth: {Authorizer: Nope}}
+    """
+    with pytest.raises(TemplateError, match="'Nope' is not one of the API's Authorizers"):
+        load_template(write(tmp_path, body))
+
+
+def test_apigatewayv2_jwt_route(tmp_path: Path) -> None:
+    body = (
+        MINIMAL_FUNCTION
+        + """
+      Http:
+        Type: AWS::ApiGatewayV2::Api
+        Properties:
+          ProtocolType: HTTP
+      Auth:
+        Type: AWS::ApiGatewayV2::Authorizer
+        Properties:
+          ApiId: !Ref Http
+          AuthorizerType: JWT
+          IdentitySource: [$request.header.Authorization]
+      Secured:
+        Type: AWS::ApiGatewayV2::Route
+        Properties:
+          ApiId: !Ref Http
+          RouteKey: GET /items
+          AuthorizationType: JWT
+          AuthorizerId: !Ref Auth
+          AuthorizationScopes: [items/read]
+      Open:
+        Type: AWS::ApiGatewayV2::Route
+        Properties:
+          ApiId: !Ref Http
+          RouteKey: GET /open
+    """
+    )
+    config = load_template(write(tmp_path, body))
+    assert config.http_routes == (("GET", "/items"), ("GET", "/open"))
+    assert config.http_jwt_routes == {("GET", "/items"): JwtRouteAuth("Auth", scopes=("items/read",))}
