@@ -19,25 +19,11 @@ import dataclasses
 import logging
 import os
 import shutil
-import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
-
-import h11
-import uvicorn
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import CloseCode, Frame
-from websockets.http11 import Request
-from websockets.protocol import State
 
 from selador.local.banner import banner as ready_banner
 from selador.local.banner import runtime_summary
@@ -53,18 +39,16 @@ from selador.local.environment import (
 from selador.local.gateway import (
     MAX_FRAME_BYTES,
     MAX_MESSAGE_BYTES,
-    RAW_HEADERS_EXTENSION,
     ROUTE_SELECTION_EXPRESSION,
     Gateway,
     GatewayOptions,
 )
-from selador.local.http_protocol import HeadLimitedH11Protocol
 from selador.local.processes import ProcessRuntime
 from selador.local.runtime import DEFAULT_CONCURRENCY, HandlerLoadError, LambdaRuntime, load_handler
+from selador.local.server import DEFAULT_HOST, RunningGateway, bind_socket, build_server, serve_in_thread
 from selador.local.template import TemplateConfig, TemplateError, load_template, load_yaml
 from selador.settings import SettingsError, load_settings
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3001
 LAMBDA_DEFAULT_ASYNC_RETRIES = 2
 API_GATEWAY_INTEGRATION_TIMEOUT = 29.0
@@ -81,298 +65,6 @@ def _async_retries(template_path: str, logical_id: str) -> int:
     except (KeyError, TypeError):
         return LAMBDA_DEFAULT_ASYNC_RETRIES
     return value if isinstance(value, int) and 0 <= value <= 2 else LAMBDA_DEFAULT_ASYNC_RETRIES
-
-
-# ---------------------------------------------------------------------------------- server
-
-
-def frame_limited_protocol(max_frame_bytes: int) -> type[WebSocketsSansIOProtocol]:
-    """The WebSocket protocol of uvicorn, closing with 1009 on a frame over ``max_frame_bytes``.
-
-    API Gateway limits frames to 32 KiB as well as messages to 128 KiB; ASGI only sees whole
-    messages, so the frame check sits in the protocol, where frames are still visible. The
-    protocol also keeps the handshake's header names as the client sent them, for ``$connect``
-    (see :data:`selador.local.gateway.RAW_HEADERS_EXTENSION`), and reports a vanished client as
-    1006.
-
-    Args:
-        max_frame_bytes: Largest frame payload accepted (0: no frame limit).
-
-    Returns:
-        A protocol class for ``uvicorn.Config(ws=...)``.
-    """
-
-    class FrameLimitedProtocol(WebSocketsSansIOProtocol):
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.close_sent:
-                # A handshake the WebSocket library refused (a header line over 8 KiB, too many
-                # headers, not HTTP): it has queued its 4xx answer (or nothing), but uvicorn
-                # neither writes it nor closes, and the client would wait forever.
-                self.close_sent = True
-                self.transport.write(b"".join(self.conn.data_to_send()))
-                self.transport.close()
-
-        def handle_connect(self, event: Request) -> None:
-            super().handle_connect(event)
-            scope = getattr(self, "scope", None)  # unset when the handshake was refused
-            if scope is not None:
-                # ASGI wants lower-case names (Starlette's lookups rely on it); the names as sent
-                # travel beside them for the $connect event.
-                raw = scope["headers"]
-                scope["headers"] = [(name.lower(), value) for name, value in raw]
-                scope["extensions"][RAW_HEADERS_EXTENSION] = raw
-
-        def _too_big(self, event: Frame) -> bool:
-            if not max_frame_bytes or len(event.data) <= max_frame_bytes:
-                return False
-            if not self.close_sent:
-                self.conn.fail(
-                    CloseCode.MESSAGE_TOO_BIG,
-                    f"frame of {len(event.data)} bytes exceeds the {max_frame_bytes}-byte limit",
-                )
-                self.handle_parser_exception()
-            return True
-
-        def handle_text(self, event: Frame) -> None:
-            if not self._too_big(event):
-                super().handle_text(event)
-
-        def handle_bytes(self, event: Frame) -> None:
-            if not self._too_big(event):
-                super().handle_bytes(event)
-
-        def handle_cont(self, event: Frame) -> None:
-            if not self._too_big(event):
-                super().handle_cont(event)
-
-        async def send(self, message: Any) -> None:
-            await super().send(message)
-            if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
-                # A refused handshake (denial response) is a complete answer; without this uvicorn
-                # logs "ASGI callable returned without completing handshake" for every refusal.
-                self.handshake_complete = True
-
-        def send_receive_event_to_app(self) -> None:
-            if self.curr_msg_data_type == "text" and not self.close_sent:
-                data = b"".join(self.frames)
-                try:
-                    data.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    # uvicorn would log this with a traceback; it is the client's error, one line.
-                    self.frames = []
-                    closing = self.conn.state is not State.OPEN
-                    log.warning(
-                        "ws %s: %s, a text message is not valid UTF-8 (%s)",
-                        f"{self.client[0]}:{self.client[1]}" if self.client else "client",
-                        "message dropped (the client is closing)" if closing else "closed with 1007",
-                        exc.reason,
-                    )
-                    if not closing:  # else the client's close frame, in the same read, ends it
-                        self.conn.send_close(CloseCode.INVALID_DATA, "Invalid UTF-8 in text message")
-                        self.handle_parser_exception()
-                    return
-            super().send_receive_event_to_app()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            # uvicorn reports a connection that vanished without a close frame as 1005; API
-            # Gateway (and RFC 6455) call that 1006. The gateway reads the first disconnect only.
-            if self.handshake_complete and self.conn.close_rcvd is None:
-                self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
-            super().connection_lost(exc)
-
-    return FrameLimitedProtocol
-
-
-class RawHeaderH11Protocol(HeadLimitedH11Protocol):
-    """uvicorn's h11 HTTP protocol, handing WebSocket upgrades on with header names as sent.
-
-    uvicorn rebuilds the upgrade request for the WebSocket protocol from lower-cased names, while
-    API Gateway passes the client's casing to ``$connect`` (``Sec-WebSocket-Key``, ``x-api-key``
-    as sent). h11 keeps the raw names, so the rebuilt request uses them, and the WebSocket
-    protocol (:func:`frame_limited_protocol`) keeps them for the event. Plain HTTP requests are
-    untouched: HTTP APIs lower-case header names anyway. Request heads are limited as
-    :class:`~selador.local.http_protocol.HeadLimitedH11Protocol` does.
-    """
-
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        """Hand the upgrade to the WebSocket protocol with the raw header names."""
-        self.headers = list(event.headers.raw_items())
-        super().handle_websocket_upgrade(event)
-
-
-class GatewayServer(uvicorn.Server):
-    """uvicorn's server with API Gateway's shutdown: every connection closed with 1001 first.
-
-    Args:
-        config: uvicorn configuration.
-        gateway: The gateway whose connections to close.
-        on_ready: Called once the socket accepts connections.
-    """
-
-    def __init__(self, config: uvicorn.Config, gateway: Gateway, on_ready: Any = None) -> None:
-        super().__init__(config)
-        self.gateway = gateway
-        self._on_ready = on_ready
-        self._drained = False
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start the gateway's timers and listen, then announce readiness."""
-        self.gateway.start()
-        await super().startup(sockets)
-        if self.started and self._on_ready is not None:
-            self._on_ready()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Stop listening and the gateway's timers."""
-        await super().shutdown(sockets)
-        self.gateway.stop()
-
-    async def on_tick(self, counter: int) -> bool:
-        """Run one of uvicorn's ticks; on the way out, close connections before uvicorn does (with 1012)."""
-        should_exit = await super().on_tick(counter)
-        if should_exit and not self._drained:
-            self._drained = True
-            open_connections = sum(1 for c in self.gateway.connections.values() if c.state == "open")
-            if open_connections:
-                log.info("closing %d connection(s) with 1001", open_connections)
-            await self.gateway.close_all(1001, "Going away", timeout=5.0)
-            # Runs still going post into closed connections: let them meet their 410 and end
-            # while the server still answers, instead of meeting a refused connection.
-            if self.gateway.runtime.running and not self.force_exit:
-                log.info("waiting for %d running invocation(s)", self.gateway.runtime.running)
-                await self.gateway.drain(timeout=5.0)
-        return should_exit
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Begin a graceful stop; a second Ctrl-C forces it.
-
-        The signal is deliberately not recorded: uvicorn re-raises recorded signals after
-        shutting down, and a re-raised SIGINT ends in a KeyboardInterrupt traceback.
-        """
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        else:
-            self.should_exit = True
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind and listen now, so the real port is known (``port=0``) before the handler is loaded.
-
-    Args:
-        host: Address to bind.
-        port: Port, or 0 for any free one.
-
-    Returns:
-        The listening socket.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted sockets only when the listening
-    # socket says TCP, and without it frames posted close together wait for a delayed ACK (~40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def build_server(
-    gateway: Gateway, *, max_frame_bytes: int = MAX_FRAME_BYTES, on_ready: Any = None
-) -> GatewayServer:
-    """A uvicorn server for the gateway with API Gateway's WebSocket limits.
-
-    Args:
-        gateway: The gateway.
-        max_frame_bytes: Frame limit (0 disables it).
-        on_ready: Called once listening.
-
-    Returns:
-        The server; run it with ``server.run(sockets=[bind_socket(...)])``.
-    """
-    config = uvicorn.Config(
-        gateway.app,
-        # h11 rather than httptools even when both are installed: see RawHeaderH11Protocol.
-        http=RawHeaderH11Protocol,
-        ws=frame_limited_protocol(max_frame_bytes),
-        ws_max_size=gateway.options.max_message_bytes,
-        # API Gateway negotiates no compression and sends no protocol pings of its own.
-        ws_per_message_deflate=False,
-        ws_ping_interval=None,
-        ws_ping_timeout=None,
-        # The gateway's timers start and stop with the server itself (see GatewayServer): a
-        # lifespan task would be cancelled by a forced stop and logged with a traceback.
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    return GatewayServer(config, gateway, on_ready)
-
-
-@dataclass
-class RunningGateway:
-    """A gateway serving on a background thread (see :func:`serve_in_thread`).
-
-    Attributes:
-        gateway: The gateway (its ``stats()``, ``connections``, ``runtime``).
-        endpoints: Where it answers.
-        server: The uvicorn server.
-    """
-
-    gateway: Gateway
-    endpoints: Endpoints
-    server: GatewayServer
-
-
-@contextlib.contextmanager
-def serve_in_thread(
-    gateway: Gateway,
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = 0,
-    max_frame_bytes: int = MAX_FRAME_BYTES,
-    startup_timeout: float = 10.0,
-) -> Iterator[RunningGateway]:
-    """Serve a gateway on a background thread for the duration of a ``with`` block (tests, embedding).
-
-    The handler runs in this process, so the caller owns its environment. To run the real
-    handler against its own environment, start ``selador serve`` as a subprocess instead
-    (``tests/e2e/conftest.py`` does).
-
-    Args:
-        gateway: The gateway to serve.
-        host: Address to bind.
-        port: Port (0: a free one).
-        max_frame_bytes: Frame limit (0 disables it).
-        startup_timeout: Seconds to wait for the server to listen.
-
-    Yields:
-        The running gateway.
-
-    Raises:
-        RuntimeError: when the server does not start in time.
-    """
-    sock = bind_socket(host, port)
-    ready = threading.Event()
-    server = build_server(gateway, max_frame_bytes=max_frame_bytes, on_ready=ready.set)
-    endpoints = Endpoints(host, sock.getsockname()[1], gateway.options.stage)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="selador-gateway", daemon=True
-    )
-    thread.start()
-    try:
-        if not ready.wait(startup_timeout):
-            raise RuntimeError("the gateway did not start")
-        yield RunningGateway(gateway, endpoints, server)
-    finally:
-        server.should_exit = True
-        thread.join(startup_timeout + 10)
-        sock.close()
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -678,3 +370,16 @@ def _finish(runtime: LambdaRuntime, workdir: str, grace: float = 3.0) -> None:
         sys.stdout.flush()
         os._exit(0)
     print("Stopped.", flush=True)
+
+
+# Re-exported: tests and embedders have always imported these from here.
+__all__ = [
+    "DEFAULT_HOST",
+    "Endpoints",
+    "RunningGateway",
+    "build_environment",
+    "key_values",
+    "local_overrides",
+    "main",
+    "serve_in_thread",
+]

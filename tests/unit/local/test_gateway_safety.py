@@ -271,17 +271,26 @@ def test_a_text_frame_that_is_not_utf8_closes_1007_with_one_log_line(
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a client's bad frame"
 
 
-def test_a_bad_text_frame_with_the_clients_close_in_the_same_read(caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario(url: str) -> int:
-        async with ws_connect(url) as ws:
-            ws.protocol.send_text(b"\xff")
-            ws.protocol.send_close(1000)
-            ws.send_data()
-            return await closed_code(ws)
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final client frame (masked, as RFC 6455 requires of clients), payload under 126 bytes."""
+    mask = os.urandom(4)
+    return (
+        bytes([0x80 | opcode, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
 
+
+def test_a_bad_text_frame_with_the_clients_close_in_the_same_read(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     with gateway(echo) as running:
-        assert asyncio.run(scenario(running.endpoints.ws_url)) == 1000
+        with socket.create_connection(("127.0.0.1", running.endpoints.port), timeout=WAIT) as sock:
+            sock.sendall(handshake())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+            # One send of both frames: the server reads the close with the bad message.
+            sock.sendall(masked_frame(0x1, b"\xff") + masked_frame(0x8, (1000).to_bytes(2, "big")))
+            answer = sock.recv(4096)
+        assert answer[:1] == b"\x88", answer  # the server's close frame came back
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] != []
 
