@@ -173,9 +173,20 @@ def verify_token(token: str, settings: Settings) -> Principal:
             key = signing_key.key
         except jwt.PyJWKClientConnectionError:
             raise AuthError(HTTPStatus.SERVICE_UNAVAILABLE, "signing keys unavailable") from None
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
-            # No matching kid, or a header that cannot be read: both are the token's fault.
+        except jwt.PyJWKClientError as exc:
+            # PyJWT raises this one class for a kid the key set lacks (the token's fault) and for
+            # a key set that is not one (the issuer's, like an unreachable one); only its wording
+            # tells them apart.
+            if "signing key that matches" in str(exc):
+                raise AuthError(HTTPStatus.FORBIDDEN, f"invalid token: {_describe(exc)}") from None
+            raise AuthError(HTTPStatus.SERVICE_UNAVAILABLE, "signing keys unavailable") from None
+        except jwt.InvalidTokenError as exc:
+            # A header that cannot be read: the token's fault.
             raise AuthError(HTTPStatus.FORBIDDEN, f"invalid token: {_describe(exc)}") from None
+        except (jwt.PyJWKSetError, ValueError, KeyError, TypeError):
+            # The issuer answered, but not with a usable key set (HTML, {}, "keys": null, keys
+            # of an unknown type): the issuer's fault, like an unreachable one, never a 500.
+            raise AuthError(HTTPStatus.SERVICE_UNAVAILABLE, "signing keys unavailable") from None
         # Only the key's own algorithm: an ES256 token naming an RSA key's kid is invalid, not a
         # TypeError inside PyJWT (which would surface as a 500).
         key_algorithm = getattr(signing_key, "algorithm_name", None)

@@ -55,7 +55,7 @@ class ConnectionsApi:
         conn = gateway.connections.get(connection_id)
         if request.method == "POST":
             return await self._post(conn, await request.body())
-        if conn is None or conn.state != "open":
+        if conn is None or not conn.reachable:
             return self._gone()
         if request.method == "GET":
             identity = {"sourceIp": conn.source_ip, "userAgent": conn.user_agent}
@@ -78,8 +78,8 @@ class ConnectionsApi:
         if options.inject_429 and random.random() < options.inject_429:
             counters["injected_429"] += 1
             return aws_error(429, "LimitExceededException", "Too Many Requests")
-        if conn is None or conn.state != "open":
-            if conn is not None and conn.state == "closed":
+        if conn is None or not conn.reachable:
+            if conn is not None and conn.state != "connecting":  # closed, or being closed
                 conn.posts_after_close += 1
                 counters["posts_after_gone"] += 1
             return self._gone()

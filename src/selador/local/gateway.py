@@ -23,7 +23,6 @@ every one that is not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -87,6 +86,9 @@ class GatewayOptions:
         max_connection_duration: Seconds a connection may last before closing with 1001.
         integration_timeout: Seconds before a MESSAGE route answers "Endpoint request timed out"
             (``None``: never; default 29, API Gateway's maximum and its default).
+        connect_timeout: Seconds before ``$connect`` refuses the handshake with 504 (API Gateway's
+            29 s integration quota; ``--integration-timeout`` leaves it alone, so a test can
+            time out message routes without refusing every handshake).
         inject_429: Fraction of PostToConnection calls answered 429 without delivering.
         client_buffer_bytes: Bytes posted but not yet written to a client before further posts
             answer 429 ("the client-side buffer is full").
@@ -115,6 +117,7 @@ class GatewayOptions:
     idle_timeout: float = 600.0
     max_connection_duration: float = 7200.0
     integration_timeout: float | None = 29.0
+    connect_timeout: float = 29.0
     inject_429: float = 0.0
     client_buffer_bytes: int = 1024 * 1024
     async_retries: int = 2
@@ -126,6 +129,14 @@ class GatewayOptions:
     allowed_origins: tuple[str, ...] = ()
     http_jwt_routes: Mapping[tuple[str, str], JwtRouteAuth] = field(default_factory=dict)
     auth_settings: Settings | None = None
+
+
+def _abort_transport(conn: Connection) -> None:
+    """Drop a connection's TCP transport (uvicorn's protocol is what receives for the WebSocket)."""
+    protocol = getattr(conn.websocket._receive, "__self__", None)
+    transport = getattr(protocol, "transport", None)
+    if transport is not None:
+        transport.abort()
 
 
 class Gateway:
@@ -229,8 +240,15 @@ class Gateway:
         if conn.state != "open" or conn._close_requested is not None:
             return
         conn._close_requested = (code, reason)
-        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
+        try:
             await asyncio.wait_for(conn.websocket.close(code, reason if tell_client else None), wait)
+        except TimeoutError:
+            # A client that stopped reading holds the close frame up. API Gateway drops such a
+            # connection; so does this: the receive loop then sees the disconnect and $disconnect
+            # runs, rather than the connection staying open until the client's socket closes.
+            _abort_transport(conn)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
 
     async def close_all(self, code: int = 1001, reason: str = "Going away", timeout: float = 5.0) -> None:
         """Close every connection and wait for their ``$disconnect`` invocations (bounded).

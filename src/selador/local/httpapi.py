@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from selador.local.gateway import Gateway
     from selador.local.template import JwtRouteAuth
     from selador.settings import Settings
+
+log = logging.getLogger("selador.gateway")
 
 
 _ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -133,6 +136,9 @@ async def _authorize(request: Request, route: JwtRouteAuth, settings: Settings) 
         description = _AWS_DESCRIPTIONS.get(exc.reason, exc.reason.removeprefix("invalid token: "))
         challenge = f'Bearer scope="" error="invalid_token" error_description="{_quoted(description)}"'
         return _refusal(401, "Unauthorized", challenge)
+    except Exception as exc:  # noqa: BLE001 - an authorizer that fails refuses; it never 500s
+        log.warning("http authorizer: token check failed (%s); answering 401", type(exc).__name__)
+        return _refusal(401, "Unauthorized", 'Bearer error="invalid_token"')
     claims = dict(principal.claims or {})
     scopes = _token_scopes(claims)
     if route.scopes and not set(route.scopes) & set(scopes):

@@ -110,6 +110,15 @@ class Connection:
         self._last_active = time.monotonic()
         self.last_active_at = now_ms()
 
+    @property
+    def reachable(self) -> bool:
+        """Open and not being closed: what @connections may post to, read or delete.
+
+        Once the gateway has decided to close a connection (DELETE, a limit), API Gateway treats
+        it as gone, even while a slow client holds up the close frame.
+        """
+        return self.state == "open" and self._close_requested is None
+
     def summary(self) -> dict[str, Any]:
         """The connection as ``/_selador/stats`` lists it."""
         return {
@@ -214,8 +223,18 @@ class WebSocketApi:
                 for name, value in query_pairs:
                     multi.setdefault(name, []).append(value)
                 event["multiValueQueryStringParameters"] = multi
-            outcome = await self.gateway.runtime.invoke(event, label=f"ws $connect {conn.connection_id}")
-            status, body, accept_headers = _connect_answer(outcome)
+            invocation = asyncio.ensure_future(
+                self.gateway.runtime.invoke(event, label=f"ws $connect {conn.connection_id}")
+            )
+            done, _ = await asyncio.wait({invocation}, timeout=self.gateway.options.connect_timeout)
+            if not done:
+                # The integration quota covers $connect too: API Gateway refuses the handshake
+                # (the function runs on; whatever it stores belongs to a connection never opened).
+                self.gateway.counters["integration_timeouts"] += 1
+                self.gateway.counters["connections_rejected"] += 1
+                await _deny(websocket, 504, json.dumps({"message": "Endpoint request timed out"}))
+                return False
+            status, body, accept_headers = _connect_answer(invocation.result())
             if not 200 <= status < 300:
                 self.gateway.counters["connections_rejected"] += 1
                 await _deny(websocket, status, body)
@@ -223,7 +242,15 @@ class WebSocketApi:
         subprotocol = next(
             (v for k, v in accept_headers.items() if k.lower() == "sec-websocket-protocol"), None
         )
-        await websocket.accept(subprotocol=subprotocol)
+        try:
+            await websocket.accept(subprotocol=subprotocol)
+        except Exception:  # noqa: BLE001 - uvicorn's ClientDisconnected, or a transport error
+            # The client left while $connect ran: $connect succeeded, so in AWS $disconnect
+            # follows (1006, no close frame) and the function can clean up what it stored.
+            conn.state, conn.close_code = "closed", 1006
+            conn.close_reason = _DISCONNECT_REASONS.get(1006, "")
+            await self._disconnect(conn)
+            return False
         conn.state = "open"
         conn.touch()
         return True

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +358,78 @@ def test_serve_refuses_an_unreadable_env_file(tmp_path: Path, capsys: pytest.Cap
     assert serve_main(["--env-file", str(tmp_path / "bad.env"), "--port", "0"]) == 2
     assert "bad.env, line 1: expected KEY=VALUE" in capsys.readouterr().err
     assert "AUTH_HS256_SECRET" not in os.environ
+
+
+# ---------------------------------------------------------------------------------- closing
+
+
+def test_a_deleted_connection_whose_client_stopped_reading_is_gone_and_ends() -> None:
+    disconnects: list[dict[str, Any]] = []
+
+    def record(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        if event["requestContext"]["eventType"] == "DISCONNECT":
+            disconnects.append(event)
+        return {"statusCode": 200}
+
+    with gateway(record, client_buffer_bytes=64 * 1024 * 1024) as running:
+        with socket.create_connection(("127.0.0.1", running.endpoints.port), timeout=WAIT) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(handshake())
+            assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+            connection_id = running.gateway.stats()["connections"][-1]["connectionId"]
+            mgmt = management(running)
+            for _ in range(120):  # ~14 MB the client never reads: the close frame cannot be written
+                mgmt.post_to_connection(ConnectionId=connection_id, Data=b"x" * 120_000)
+            mgmt.delete_connection(ConnectionId=connection_id)
+            # Once deleted it is gone to @connections at once, even before the close is written.
+            with pytest.raises(mgmt.exceptions.GoneException):
+                mgmt.post_to_connection(ConnectionId=connection_id, Data=b"late")
+            with pytest.raises(mgmt.exceptions.GoneException):
+                mgmt.get_connection(ConnectionId=connection_id)
+            # The close frame cannot be written: after its wait the gateway drops the connection.
+            deadline = time.monotonic() + 3 * WAIT
+            while not disconnects and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert [e["requestContext"]["disconnectStatusCode"] for e in disconnects] == [1000]
+        connection = next(
+            c for c in running.gateway.stats()["connections"] if c["connectionId"] == connection_id
+        )
+        assert connection["state"] == "closed"
+        assert connection["postsAfterClose"] == 1
+
+
+def test_a_client_that_leaves_during_a_successful_connect_gets_a_disconnect() -> None:
+    events: list[tuple[str, int | None]] = []
+    connect_started = threading.Event()
+
+    def slow_connect(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        context = event["requestContext"]
+        if context["eventType"] == "CONNECT":
+            connect_started.set()
+            time.sleep(1.0)  # the client gives up meanwhile
+        events.append((context["eventType"], context.get("disconnectStatusCode")))
+        return {"statusCode": 200}
+
+    with gateway(slow_connect) as running:
+        with socket.create_connection(("127.0.0.1", running.endpoints.port), timeout=WAIT) as sock:
+            sock.sendall(handshake())
+            assert connect_started.wait(WAIT)
+        deadline = time.monotonic() + WAIT
+        while len(events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert events == [("CONNECT", None), ("DISCONNECT", 1006)]
+        assert running.gateway.stats()["connections"][-1]["state"] == "closed"
+
+
+def test_a_connect_past_the_integration_timeout_is_refused_504() -> None:
+    def slow_connect(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        if event["requestContext"]["eventType"] == "CONNECT":
+            time.sleep(1.0)
+        return {"statusCode": 200}
+
+    with gateway(slow_connect, connect_timeout=0.2) as running:
+        answer = raw_request(running.endpoints.port, handshake())
+        assert answer.startswith(b"HTTP/1.1 504"), answer[:80]
+        assert b"Endpoint request timed out" in answer
+        stats = running.gateway.stats()
+        assert stats["integration_timeouts"] == 1 and stats["connections_open"] == 0

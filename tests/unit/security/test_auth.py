@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -210,6 +212,35 @@ def test_unreachable_jwks_is_503_not_a_pass(jwks: Jwks) -> None:
 
     jwks_client.cache_clear()
     assert refused(jwks.sign(), settings).status == 503
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"<html>sign in</html>", b"{}", b'{"keys": null}', b'{"keys": [{"kty": "nope"}]}', b"[1, 2]"],
+)
+def test_a_jwks_that_answers_nonsense_is_503_not_a_crash(jwks: Jwks, answer: bytes) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from selador.auth import jwks_client
+
+        jwks_client.cache_clear()
+        settings = jwks_settings(jwks, auth_jwks_url=f"http://127.0.0.1:{server.server_port}/jwks.json")
+        failure = refused(jwks.sign(), settings)
+        assert (failure.status, failure.reason) == (503, "signing keys unavailable")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------------------------- settings
