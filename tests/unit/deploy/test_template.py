@@ -369,6 +369,16 @@ def test_bedrock_no_model_no_statement(template: dict[str, Any]) -> None:
     assert _bedrock_statements(template, ModelArn="") == {}
 
 
+def test_reserved_concurrency_is_reserved_only_when_given(template: dict[str, Any]) -> None:
+    setting = props(template, "MainLambda")["ReservedConcurrentExecutions"]
+    assert resolve_value(template, setting, {"ReservedConcurrency": "40"}) == "40"
+    unset = resolve_value(template, {"x": setting}, {"ReservedConcurrency": ""})
+    assert "x" not in unset, "empty must reserve nothing (AWS::NoValue), never 0"
+    pattern = re.compile(template["Parameters"]["ReservedConcurrency"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("40")
+    assert not pattern.fullmatch("0") and not pattern.fullmatch("-1"), "0 would throttle every request"
+
+
 def test_knowledge_base_statement_only_with_an_id(template: dict[str, Any]) -> None:
     assert "RetrieveFromKnowledgeBase" not in _bedrock_statements(template)
     statement = _bedrock_statements(template, KnowledgeBaseId="ABCDEFGHIJ")["RetrieveFromKnowledgeBase"]
