@@ -31,7 +31,7 @@ UV := $(TOOLS)/bin/uv
 LOCK_ARGS ?=
 LOCK_COMMON := --generate-hashes --universal --quiet --custom-compile-command "make lock"
 
-.PHONY: install tools lock lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
+.PHONY: install tools lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
 
 # Installs the dev lock (hash-checked), then the project itself without dependencies. A changed
 # lock re-runs this: pins move to the lock's versions; packages the lock dropped stay until
@@ -59,6 +59,13 @@ lock: tools
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 $(LOCK_COMMON) $(LOCK_ARGS) -o $(DEV_LOCK)
 	$(UV) pip compile pyproject.toml --python-version 3.13 $(LOCK_COMMON) $(LOCK_ARGS) -c $(DEV_LOCK) -o $(BUNDLE_LOCK)
 
+# pip-audit --strict against both locks. Needs a vulnerability database (PyPI's JSON API or OSV);
+# where none is reachable it reports NOT RUN and exits 2, never "clean". Not part of CI here: these
+# machines reach PyPI's package files but not its JSON API, so it cannot run (docs/deploy.md).
+AUDIT_ARGS ?=
+audit: tools
+	$(TOOLS)/bin/python scripts/audit.py $(AUDIT_ARGS) $(BUNDLE_LOCK) $(DEV_LOCK)
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -71,10 +78,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint
+test: install tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-unit: install
+unit: install tools
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 integration: install
