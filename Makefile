@@ -9,15 +9,62 @@ PYTEST_ARGS ?=
 # More `selador serve` flags, e.g. make serve SERVE_ARGS="--env MODEL_PROVIDER=ollama --env OLLAMA_MODEL=qwen2.5:7b-instruct"
 SERVE_ARGS ?=
 
-.PHONY: install lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
+# Locked, hashed dependencies (docs/deploy.md, "Locked dependencies"). Both are written by uv from
+# pyproject.toml; pip installs them in hash-checking mode (every line has --hash, so pip requires
+# hashes for everything and refuses any file whose digest differs).
+#   requirements-dev.txt  the development environment (.venv): [project] + the dev extra
+#   src/requirements.txt  the Lambda bundle: [project] only; `sam build` installs it (CodeUri: src/)
+DEV_LOCK := requirements-dev.txt
+BUNDLE_LOCK := src/requirements.txt
+# Lock and audit tools, pinned, in a venv of their own (never in .venv, never in the bundle).
+# uv, not pip-tools: one resolution that is valid on every platform (--universal), so the bundle
+# lock carries the hashes of the manylinux aarch64 (Lambda) and x86_64 (smoke-test twin) wheels of
+# Python 3.13 while this machine runs 3.11 on x86_64; pip-compile resolves for the interpreter and
+# platform it runs on. uv is a single static binary with no dependencies, and resolves in seconds.
+TOOLS := .tools-venv
+UV_VERSION := 0.13.9
+PIP_AUDIT_VERSION := 2.10.1
+TOOLS_STAMP := $(TOOLS)/.installed-uv$(UV_VERSION)-pip-audit$(PIP_AUDIT_VERSION)
+UV := $(TOOLS)/bin/uv
+# Extra uv arguments for `make lock`: LOCK_ARGS=--upgrade (newest of everything),
+# LOCK_ARGS="--upgrade-package boto3". Without them, pins already in the locks are kept.
+LOCK_ARGS ?=
+LOCK_COMMON := --generate-hashes --universal --quiet --custom-compile-command "make lock"
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+.PHONY: install tools lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
+
+# Installs the dev lock (hash-checked), then the project itself without dependencies. A changed
+# lock re-runs this: pins move to the lock's versions; packages the lock dropped stay until
+# `make clean install`.
+$(STAMP): pyproject.toml $(DEV_LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)" "pip-audit==$(PIP_AUDIT_VERSION)"
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+# Re-resolve both locks from pyproject.toml (PyPI). The dev lock first; the bundle lock is then
+# constrained by it, so every package the bundle ships has the version .venv is tested with.
+lock: tools
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 $(LOCK_COMMON) $(LOCK_ARGS) -o $(DEV_LOCK)
+	$(UV) pip compile pyproject.toml --python-version 3.13 $(LOCK_COMMON) $(LOCK_ARGS) -c $(DEV_LOCK) -o $(BUNDLE_LOCK)
+
+# pip-audit --strict against both locks. Needs a vulnerability database (PyPI's JSON API or OSV);
+# where none is reachable it reports NOT RUN and exits 2, never "clean". Not part of CI here: these
+# machines reach PyPI's package files but not its JSON API, so it cannot run (docs/deploy.md).
+AUDIT_ARGS ?=
+audit: tools
+	$(TOOLS)/bin/python scripts/audit.py $(AUDIT_ARGS) $(BUNDLE_LOCK) $(DEV_LOCK)
 
 format: install
 	$(BIN)/ruff format .
@@ -31,10 +78,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install lint
+test: install tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-unit: install
+unit: install tools
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 integration: install
@@ -67,4 +114,4 @@ check-template: install
 	bash scripts/check-template.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam build dist
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam build dist

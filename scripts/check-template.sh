@@ -11,6 +11,8 @@
 #                                same template and requirements, since pydantic-core and friends
 #                                ship native code)
 #   6. bundle size              (zipped as `sam deploy` zips it; fails above 30 MiB)
+#   7. bundle lock              (scripts/verify_bundle_lock.py: src/requirements.txt's hashes hold for
+#                                the aarch64 and x86_64 cp313 wheels; the build has only locked versions)
 #
 # The tools live in .sam-venv, never in .venv: SAM CLI pins older boto3/pydantic/click than the
 # app uses. checkov gets a venv of its own inside it because it pins boto3 lower still. Installs
@@ -224,6 +226,7 @@ step "checkov -f template.yaml" "$CHECKOV_VENV/bin/checkov" -f template.yaml --f
 step "sam build (python3.13, arm64)" sam_build
 step "smoke test of the built artifact" smoke_test
 step "bundle size (<= ${MAX_BUNDLE_MIB} MiB zipped)" bundle_size
+step "bundle lock: wheel hashes (aarch64, x86_64), built versions" "$TOOLS/bin/python" scripts/verify_bundle_lock.py "$BUILD_DIR"
 
 echo
 echo "==> summary ($(elapsed "$total_start"))"

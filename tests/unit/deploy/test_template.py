@@ -1,4 +1,4 @@
-"""Offline checks of template.yaml, samconfig.toml, src/requirements.txt and events/*.json.
+"""Offline checks of template.yaml, samconfig.toml and events/*.json.
 
 What sam validate, cfn-lint and checkov cannot know: that the template's routes are exactly the
 handler's, that IAM names only this stack's resources, and that the Bedrock statements come out
@@ -410,16 +410,8 @@ def test_checkov_skips_are_justified(template: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------ packaging and config
 
 
-def _requirement_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-
-
-def test_requirements_txt_matches_pyproject() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    requirements = _requirement_lines((ROOT / "src" / "requirements.txt").read_text())
-    assert requirements == pyproject["project"]["dependencies"]
-    local_only = {"uvicorn", "starlette", "websockets", "pyyaml"}
-    assert not {re.split(r"[<>=!~\[ ]", r)[0].lower() for r in requirements} & local_only
+# src/requirements.txt is the bundle's hashed lock: tests/unit/deploy/test_locks.py checks it
+# against pyproject.toml and the dev lock.
 
 
 def test_code_uri_holds_the_requirements(template: dict[str, Any]) -> None:
