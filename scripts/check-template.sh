@@ -4,14 +4,18 @@
 #   1. sam validate --lint      (SAM transform + cfn-lint)
 #   2. cfn-lint template.yaml
 #   3. checkov -f template.yaml (accepted findings are skipped in the template, with reasons)
-#   4. sam build                (python3.13 on PATH, arm64, no container)
-#   5. smoke test               (python3.13 imports selador.handler from the build output only and
-#                                answers events/ws_connect.json and events/http_health.json; on a
-#                                host that cannot run arm64 code, from an x86_64 twin build of the
-#                                same template and requirements, since pydantic-core and friends
-#                                ship native code)
-#   6. bundle size              (zipped as `sam deploy` zips it; fails above 30 MiB)
-#   7. bundle lock              (scripts/verify_bundle_lock.py: src/requirements.txt's hashes hold for
+#   4. sam build                (python3.13 on PATH, arm64, no container; BuildMethod makefile:
+#                                src/Makefile → src/lambda_bundle.py)
+#   5. artifact contents        (no selador/local, none of the left-out distributions, only the
+#                                kept botocore models, arm64 native code: lambda_bundle.py --verify)
+#   6. smoke test               (scripts/smoke_artifact.py: python3.13 -S runs every kind of route
+#                                from the build output only, AWS stubbed, and fails if a left-out
+#                                module is even attempted or a shipped package is never imported;
+#                                -X importtime is checked the same way. On a host that cannot run
+#                                arm64 code, from an x86_64 twin build of the same template and
+#                                requirements, since pydantic-core and friends ship native code)
+#   7. bundle size              (zipped as `sam deploy` zips it; fails above 15 MiB)
+#   8. bundle lock              (scripts/verify_bundle_lock.py: src/requirements.txt's hashes hold for
 #                                the aarch64 and x86_64 cp313 wheels; the build has only locked versions)
 #
 # The tools live in .sam-venv, never in .venv: SAM CLI pins older boto3/pydantic/click than the
@@ -20,7 +24,7 @@
 # an earlier one fails; the exit status is 1 if any failed.
 #
 # Environment: SAM_TOOLS_PYTHON (interpreter for the tool venvs, default python3),
-#              MAX_BUNDLE_MIB (default 30).
+#              MAX_BUNDLE_MIB (default 15).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +32,7 @@ SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 CHECKOV_VERSION=3.3.30
 TOOLS_PYTHON=${SAM_TOOLS_PYTHON:-python3}
-MAX_BUNDLE_MIB=${MAX_BUNDLE_MIB:-30}
+MAX_BUNDLE_MIB=${MAX_BUNDLE_MIB:-15}
 TOOLS=.sam-venv
 CHECKOV_VENV=$TOOLS/checkov
 STAMP=$TOOLS/.installed
@@ -128,62 +132,51 @@ smoke_build_dir() {
     return 1
   fi
   echo "host is $(uname -m): smoke-testing an x86_64 twin build (the arm64 artifact cannot load here)"
-  PATH=$PY313_PATH "$TOOLS/bin/sam" build --template-file "$twin/template.yaml" --build-dir "$twin/build" \
+  # src/Makefile cannot see the template's Architectures: tell it.
+  LAMBDA_ARCHITECTURE=x86_64 PATH=$PY313_PATH "$TOOLS/bin/sam" build --template-file "$twin/template.yaml" --build-dir "$twin/build" \
     --cache-dir "$twin/cache" --cached --region us-west-2 >"$twin/build.log" 2>&1 ||
     { cat "$twin/build.log" >&2; return 1; }
   SMOKE_DIR=$twin/build/MainLambda
+}
+
+artifact_contents() {
+  [ -f "$BUILD_DIR/selador/handler.py" ] || { echo "no $BUILD_DIR/selador/handler.py (did sam build run?)" >&2; return 1; }
+  find_python313 || return 1
+  PATH=$PY313_PATH python3.13 -B src/lambda_bundle.py --verify --architecture arm64 "$BUILD_DIR"
 }
 
 smoke_test() {
   [ -f "$BUILD_DIR/selador/handler.py" ] || { echo "no $BUILD_DIR/selador/handler.py (did sam build run?)" >&2; return 1; }
   find_python313 || return 1
   smoke_build_dir || return 1
-  local tmp status
+  local tmp status importtime=.aws-sam/smoke-importtime.log
   tmp=$(mktemp -d)
   # A clean environment and no site-packages (-S): only what the bundle carries is importable,
-  # as on Lambda. -B keeps __pycache__ out of the build directory (it would be zipped).
-  env -i PATH="$PY313_PATH" HOME="$tmp" LANG=C.UTF-8 \
-    PYTHONPATH="$PWD/$SMOKE_DIR" \
-    AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2 \
-    AWS_ACCESS_KEY_ID=smoke AWS_SECRET_ACCESS_KEY=smoke \
-    AWS_LAMBDA_FUNCTION_NAME=main-lambda POWERTOOLS_SERVICE_NAME=selador LOG_LEVEL=WARNING \
-    CONNECTIONS_TABLE="" REQUESTS_TABLE="" SQLITE_PATH="$tmp/selador.sqlite3" \
-    python3.13 -S -B - "$PWD/events" <<'PY'
-import json
-import pathlib
-import sys
-import time
-
-events = pathlib.Path(sys.argv[1])
-
-
-class Context:
-    function_name = "main-lambda"
-    function_version = "$LATEST"
-    memory_limit_in_mb = "1024"
-    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:main-lambda"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self):
-        return 900_000
-
-
-started = time.perf_counter()
-from selador.handler import lambda_handler  # noqa: E402
-
-print(f"import selador.handler: {(time.perf_counter() - started) * 1000:.0f} ms")
-print(f"selador.handler from {sys.modules['selador.handler'].__file__}")
-failed = False
-for name in ("ws_connect", "http_health"):
-    response = lambda_handler(json.loads((events / f"{name}.json").read_text()), Context())
-    ok = isinstance(response, dict) and response.get("statusCode") == 200
-    failed |= not ok
-    print(f"{name}: {'ok' if ok else 'FAILED'} {json.dumps(response)[:200]}")
-# Informational: the light routes should not have paid for the agent stack.
-print("strands imported by the light routes:", "yes" if "strands" in sys.modules else "no")
-sys.exit(1 if failed else 0)
-PY
+  # as on Lambda. -B keeps __pycache__ out of the build directory (it would be zipped). The
+  # script sets the function's environment itself (Bedrock model and KB, async runs, JWT auth).
+  env -i PATH="$PY313_PATH" HOME="$tmp" LANG=C.UTF-8 TMPDIR="$tmp" PYTHONPATH="$PWD/$SMOKE_DIR" \
+    python3.13 -S -B -X importtime scripts/smoke_artifact.py "$PWD/$SMOKE_DIR" "$PWD/events" \
+    --report .aws-sam/smoke-report.json 2>"$importtime"
   status=$?
+  grep -v '^import time:' "$importtime" >&2
+  # The same question asked of -X importtime: no left-out module was imported.
+  PATH=$PY313_PATH python3.13 -B - "$importtime" <<'PY' || status=1
+import importlib.util
+import sys
+
+spec = importlib.util.spec_from_file_location("lambda_bundle", "src/lambda_bundle.py")
+bundle = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bundle)
+left_out = {name for names in bundle.EXCLUDED_DISTRIBUTIONS.values() for name in names}
+modules = [
+    line.rsplit("|", 1)[1].strip()
+    for line in open(sys.argv[1], encoding="utf-8")
+    if line.startswith("import time:") and "|" in line and not line.rstrip().endswith("imported package")
+]
+found = sorted({m for m in modules if m.split(".")[0] in left_out})
+print(f"-X importtime: {len(modules)} modules imported, left-out ones among them: {found or 'none'}")
+sys.exit(1 if found else 0)
+PY
   rm -rf "$tmp"
   return $status
 }
@@ -224,7 +217,8 @@ step "cfn-lint template.yaml" "$TOOLS/bin/cfn-lint" template.yaml
 step "checkov -f template.yaml" "$CHECKOV_VENV/bin/checkov" -f template.yaml --framework cloudformation \
   --quiet --compact --skip-download
 step "sam build (python3.13, arm64)" sam_build
-step "smoke test of the built artifact" smoke_test
+step "artifact contents (runtime package only)" artifact_contents
+step "smoke test of the built artifact (every route)" smoke_test
 step "bundle size (<= ${MAX_BUNDLE_MIB} MiB zipped)" bundle_size
 step "bundle lock: wheel hashes (aarch64, x86_64), built versions" "$TOOLS/bin/python" scripts/verify_bundle_lock.py "$BUILD_DIR"
 
