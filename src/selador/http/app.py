@@ -27,7 +27,7 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
-from selador import __version__
+from selador import __version__, metrics
 from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import get_dependencies
 from selador.http.budget import answer_deadline, gateway_deadline
@@ -332,12 +332,14 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     @app.exception_handler(HttpError)
     def _http_error(exc: HttpError) -> Response[str]:
         logger.info("request rejected", extra={"status": exc.status.value, "error": str(exc)})
+        metrics.error(exc.code)
         return _error(exc.status, str(exc), exc.code, exc.headers)
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:
         path = _path(app.current_event.raw_event)
         allowed = ROUTE_METHODS.get(_route_of(path))
+        metrics.error("method_not_allowed" if allowed else "not_found")
         if allowed:
             return _error(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -350,6 +352,7 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unhandled error in the HTTP API")
+        metrics.error("internal_error")
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "internal_error")
 
 
