@@ -219,3 +219,16 @@ def test_tracing_console_prints_strands_spans_for_a_query(tmp_path: Path) -> Non
     assert result["light"] == []  # still nothing on the light routes
     assert result["provider"] == "TracerProvider"
     assert '"name": "invoke_agent' in result["stdout"]
+
+
+def test_tracing_otlp_without_the_extra_warns_and_sets_nothing_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import selador.tracing
+    from selador.settings import Settings
+
+    monkeypatch.setattr(selador.tracing, "_configured", False)
+    monkeypatch.setattr(selador.tracing, "_provider", None)
+    if selador.tracing._find(selador.tracing.OTLP_EXPORTER_MODULE) is not None:
+        pytest.skip("the tracing extra is installed here")
+    assert selador.tracing.ensure_tracing(Settings(tracing="otlp")) is False
+    assert selador.tracing._provider is None
+    assert not any(m.startswith("opentelemetry.exporter") for m in sys.modules)
