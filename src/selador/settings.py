@@ -57,7 +57,18 @@ class Settings(BaseSettings):
         local_model_tokens_per_delta: Tokens per streamed text chunk of the offline responder.
         agent_max_turns: Model turns one query may take.
         log_level: Powertools log level.
-        service_name: Service name in logs.
+        service_name: Service name in logs and the ``service`` dimension of every metric.
+        metrics_output: Where the per-invocation metrics (CloudWatch EMF) go: ``auto`` (stdout
+            inside AWS Lambda, where CloudWatch Logs extracts them, else one DEBUG log line per
+            document), ``stdout``, ``log`` (DEBUG log lines) or ``off``.
+        metrics_file: Append the EMF documents to this file instead (one JSON document a line;
+            local use, tests and benchmarks). Wins over ``metrics_output`` unless that is ``off``.
+        tracing: OpenTelemetry traces through Strands' own instrumentation: ``off`` (nothing is
+            imported or set up), ``console`` (spans printed to stdout) or ``otlp`` (exported to
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``; needs the optional ``tracing`` extra). Only the
+            invocations that execute a run ever set it up.
+        lambda_runtime_api: Set by the Lambda runtime (``AWS_LAMBDA_RUNTIME_API``); tells
+            ``metrics_output=auto`` it runs in Lambda.
         run_mode: ``inline`` runs the agent in the route's invocation; ``async`` hands it to an
             asynchronous invocation of the same function.
         function_name: The function to invoke for ``async`` runs (Lambda sets it).
@@ -122,6 +133,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     service_name: str = Field(default="selador", validation_alias="POWERTOOLS_SERVICE_NAME")
 
+    metrics_output: Literal["auto", "stdout", "log", "off"] = "auto"
+    metrics_file: str = ""
+    tracing: Literal["off", "console", "otlp"] = "off"
+    lambda_runtime_api: str = Field(default="", validation_alias="AWS_LAMBDA_RUNTIME_API")
+
     run_mode: Literal["inline", "async"] = "inline"
     function_name: str = Field(default="", validation_alias="AWS_LAMBDA_FUNCTION_NAME")
     lambda_endpoint: str = ""
@@ -145,7 +161,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("auth_mode", mode="before")
+    @field_validator("auth_mode", "metrics_output", "tracing", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -110,9 +110,21 @@ def recorder() -> Iterator[RecordingClient]:
         lg.setLevel(level)
 
 
+class _Context:
+    """What Lambda always passes (``inject_lambda_context`` reads these; the routes, the clock)."""
+
+    function_name = "MainLambda"
+    memory_limit_in_mb = "1024"
+    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:MainLambda"
+    aws_request_id = "fuzz-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
 def call(event: Any) -> dict[str, Any]:
     """Run the handler and check the response invariants."""
-    response = lambda_handler(event, None)
+    response = lambda_handler(event, _Context())
     assert isinstance(response, dict), response
     assert type(response.get("statusCode")) is int, response
     if response.get("body") is not None:

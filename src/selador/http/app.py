@@ -27,9 +27,10 @@ from aws_lambda_powertools.event_handler import (
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
-from selador import __version__
+from selador import __version__, metrics
 from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import get_dependencies
+from selador.http.budget import answer_deadline, gateway_deadline
 from selador.observability import logger
 from selador.protocol import (
     MAX_MESSAGE_BYTES,
@@ -103,13 +104,21 @@ def invoke() -> Response[str]:
 
     The run is executed outside this invocation (an asynchronous job, or a background thread in
     inline mode) and this route waits for it, so a run that cannot finish inside API Gateway's
-    30 s is not lost: the caller gets ``202`` with the run's token and polls ``GET /runs/{id}``.
+    29 s is not lost: the caller gets ``202`` with the run's token and polls ``GET /runs/{id}``.
+    The wait ends :data:`~selador.http.budget.HTTP_ANSWER_BUDGET_S` after API Gateway received
+    the request, cold start and authentication included; a request whose budget is already spent
+    before its run would start is answered 504 and starts nothing (API Gateway has given up on
+    it, so nobody would ever learn the run's token).
     """
+    event = router.current_event.raw_event
+    gateway = gateway_deadline(event)
+    until = answer_deadline(event, router.lambda_context)
     deps = get_dependencies()
     principal, request = _read_query()
+    if gateway is not None and gateway <= time.monotonic():
+        raise HttpError(HTTPStatus.GATEWAY_TIMEOUT, "the request timed out before it started", "timeout")
     runs = Runs(deps)
     started = _start(runs, request, principal)
-    until = _deadline(router.lambda_context)
     _launch(runs, started, request)
     run = runs.wait(started.run.run_id, until=until)
     if run is None or run.active:
@@ -317,31 +326,20 @@ def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | Non
     return authorizer_principal(raw_event)
 
 
-HTTP_ANSWER_BUDGET_S = 28.0
-"""API Gateway stops waiting for an HTTP integration after 30 s; answer 504 ourselves before that."""
-
-
-def _deadline(context: Any) -> float:
-    """A ``time.monotonic()`` deadline: the HTTP budget or the Lambda deadline, whichever is first."""
-    budget = HTTP_ANSWER_BUDGET_S
-    getter = getattr(context, "get_remaining_time_in_millis", None)
-    if getter is not None:
-        budget = min(budget, max(0.0, getter() / 1000 - 1.0))
-    return time.monotonic() + budget
-
-
 def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     app.include_router(router)
 
     @app.exception_handler(HttpError)
     def _http_error(exc: HttpError) -> Response[str]:
         logger.info("request rejected", extra={"status": exc.status.value, "error": str(exc)})
+        metrics.error(exc.code)
         return _error(exc.status, str(exc), exc.code, exc.headers)
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:
         path = _path(app.current_event.raw_event)
         allowed = ROUTE_METHODS.get(_route_of(path))
+        metrics.error("method_not_allowed" if allowed else "not_found")
         if allowed:
             return _error(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -354,6 +352,7 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unhandled error in the HTTP API")
+        metrics.error("internal_error")
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "internal_error")
 
 

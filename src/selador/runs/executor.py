@@ -13,9 +13,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from selador import metrics
 from selador.observability import logger
-from selador.protocol import ErrorFrame, QueryRequest
+from selador.protocol import ErrorFrame, QueryRequest, ResultData
 from selador.runs.model import LEASE_MARGIN_S, MAX_INVOCATION_S
+from selador.runs.run_metrics import record_run
 from selador.runs.sender import INTERNAL_ERROR_TEXT, RunSender
 from selador.runs.service import Runs
 from selador.store.base import RunRecord
@@ -86,15 +88,25 @@ def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest
         runs.finish(run, ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT), expect_status=_RUNNING)
         runs.release_claims(run)
         return True
+    data: ResultData | None = None
     try:
         from selador.agents.orchestrator import run_query
 
-        run_query(request, sender, settings=settings, deadline=deadline(context))
+        if settings.tracing != "off":
+            from selador.tracing import ensure_tracing
+
+            ensure_tracing(settings)
+        data = run_query(request, sender, settings=settings, deadline=deadline(context))
     except Exception:  # noqa: BLE001 - every failure still ends the run with one terminal frame
         logger.exception("run failed")
         sender.send(ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT))
     finally:
         stats = sender.close(timeout=max(1.0, remaining_s(context) - 1.0))
+        record_run(run, request, data, stats)
+        if settings.tracing != "off":
+            from selador.tracing import flush_tracing
+
+            flush_tracing()
         # Usually done already, when the terminal frame was logged; owner-checked, so releasing
         # again (or after someone else ended the run) frees nothing that another run holds.
         runs.release_claims(run)
@@ -107,6 +119,7 @@ def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest
                 "bytes_posted": stats.bytes_posted,
                 "frames_dropped": stats.frames_dropped,
                 "reposted": stats.reposted,
+                "throttled": stats.throttled,
                 "client_gone": stats.gone,
                 "post_failure": stats.failed,
                 "cancelled": sender.cancel_reason,
@@ -165,14 +178,24 @@ def execute_in_background(deps: Dependencies, run_id: str, request: QueryRequest
     """Execute a run on a daemon thread of this process (``RUN_MODE=inline`` for HTTP runs).
 
     Only for long-lived processes (tests, the local gateway's thread runtime): a Lambda
-    invocation that returns is frozen, so deployed stacks use ``RUN_MODE=async``.
+    invocation that returns is frozen, so deployed stacks use ``RUN_MODE=async``. The thread is an
+    invocation of its own for metrics (route ``background``, flushed when the run ends): the
+    route's invocation has flushed long before.
     """
     context = contextvars.copy_context()
     thread = threading.Thread(
-        target=context.run, args=(execute, deps, None, run_id, request), name=f"run-{run_id}", daemon=True
+        target=context.run,
+        args=(_execute_in_scope, deps, run_id, request),
+        name=f"run-{run_id}",
+        daemon=True,
     )
     thread.start()
     return thread
+
+
+def _execute_in_scope(deps: Dependencies, run_id: str, request: QueryRequest) -> None:
+    with metrics.invocation_scope("background"):
+        execute(deps, None, run_id, request)
 
 
 def launch(deps: Dependencies, run_id: str, request: QueryRequest) -> bool:

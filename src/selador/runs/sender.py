@@ -46,7 +46,13 @@ _LOG_RETRY_FIRST_S = 0.05
 
 @dataclass
 class SenderStats:
-    """What one sender did, for logs, tests and benchmarks."""
+    """What one sender did, for logs, metrics, tests and benchmarks.
+
+    Times are ``time.time()`` values taken when the worker had logged a frame and, if the run had
+    a listener, posted it: ``first_frame_at`` for the first frame, ``first_delta_at`` for the
+    first answer text. ``outcome`` is the terminal frame's stop reason (``error`` for an error
+    frame, whose code is ``error_code``) once this sender ended the run.
+    """
 
     frames_queued: int = 0
     frames_logged: int = 0
@@ -54,11 +60,16 @@ class SenderStats:
     bytes_posted: int = 0
     frames_dropped: int = 0
     reposted: int = 0
+    throttled: int = 0
     gone: bool = False
     failed: str | None = None
     finished: bool = False
     superseded: bool = False
     log_failed: bool = False
+    first_frame_at: float | None = None
+    first_delta_at: float | None = None
+    outcome: str | None = None
+    error_code: str | None = None
 
 
 class RunSender:
@@ -293,10 +304,19 @@ class RunSender:
         self._frames[seq] = data.encode()
         if terminal:
             self._ended = True
+            if isinstance(frame, ErrorFrame):
+                self.stats.outcome, self.stats.error_code = "error", frame.code
+            elif isinstance(frame, ResultFrame):
+                self.stats.outcome = frame.data.stop_reason
             # Anyone who resumed or cancelled did so before the run ended (both need an active
             # run), so reading the record now finds the listener the terminal frame belongs to.
             self._poll()
         self._pump()
+        now = time.time()
+        if self.stats.first_frame_at is None:
+            self.stats.first_frame_at = now
+        if self.stats.first_delta_at is None and isinstance(frame, DeltaFrame):
+            self.stats.first_delta_at = now
 
     def _log(self, frame: _Frame, seq: int, data: str, terminal: bool) -> bool:
         """Append to the log; ``False`` when the frame must not be posted.
@@ -376,8 +396,9 @@ class RunSender:
         while self._listener is not None and self._next_post in self._frames:
             listener, endpoint = self._listener, self._endpoint or ""
             data = self._frames[self._next_post]
+            api = self._management(endpoint)
             try:
-                self._management(endpoint).post(listener, data)
+                api.post(listener, data)
             except ConnectionGone:
                 self._detach(listener, gone=True, reason="connection gone (410)")
                 return
@@ -388,6 +409,9 @@ class RunSender:
                 logger.exception("frame delivery failed unexpectedly")
                 self._detach(listener, gone=False, reason=type(exc).__name__)
                 return
+            finally:
+                # The adapter counts the 429s it retried; one adapter per post, so add them all.
+                self.stats.throttled += getattr(api, "throttled", 0)
             self.stats.frames_posted += 1
             self.stats.bytes_posted += len(data)
             self._next_post += 1

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
+from selador import metrics
 from selador.limits import LimitExceeded, Limits
 from selador.observability import logger
 from selador.protocol import (
@@ -149,6 +150,7 @@ class Runs:
             self._release(claims)
             raise
         logger.info("run accepted", extra={"run_id": run_id, "principal": principal})
+        metrics.count("QueriesStarted")
         return Started(run=run, token=token, accepted=accepted)
 
     def _admit(
@@ -322,6 +324,7 @@ class Runs:
             How many frames were replayed (fewer when a post failed: then the connection is not
             attached either).
         """
+        metrics.count("Resumes")
         replayed, last = self._replay(run.run_id, after_seq, connection_id, endpoint)
         if last is None:
             return replayed  # the connection is gone again: do not attach it
@@ -376,6 +379,7 @@ class Runs:
             current = self.store.get_run(run.run_id)
             return "unknown_run" if current is None else "not_running"
         logger.info("cancel requested", extra={"run_id": run.run_id, "status": updated.status})
+        metrics.count("Cancels")
         if updated.status == "pending" and time.time() - updated.created_at > PENDING_GRACE_S:
             # Its executor should have started by now and may never: end it here. A younger
             # pending run is left to its executor, which is about to start and sees the request
@@ -408,13 +412,17 @@ class Runs:
             past the retry bound, a network error: the client may still be there).
         """
         payload = data.encode() if isinstance(data, str) else data
+        api = self.deps.management(endpoint)
         try:
-            self.deps.management(endpoint).post(connection_id, payload)
+            api.post(connection_id, payload)
         except ConnectionGone:
             self.store.delete_connection(connection_id)
             logger.info("client gone", extra={"connection": connection_id})
+            metrics.count("ClientGone")
             return "gone"
         except PostFailed as exc:
             logger.warning("frame not delivered", extra={"reason": str(exc)})
             return "failed"
+        finally:
+            metrics.count("ThrottledPosts", getattr(api, "throttled", 0))
         return "delivered"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from selador import metrics
 from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import Dependencies
 from selador.observability import logger
@@ -54,6 +55,7 @@ def connect(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[
         principal = authenticate(event, deps.settings, allow_query=True)
     except AuthError as exc:
         logger.warning("connection refused", extra={"status": exc.status.value, "reason": exc.reason})
+        metrics.error(_AUTH_CODES.get(exc.status.value, "forbidden"))
         return {
             "statusCode": exc.status.value,
             "body": json.dumps({"error": exc.reason, "code": _AUTH_CODES.get(exc.status.value, "forbidden")}),
@@ -343,10 +345,15 @@ def _reply(event: Mapping[str, Any], deps: Dependencies, frame: _Frame) -> None:
     connection_id = event["requestContext"]["connectionId"]
     if isinstance(frame, ErrorFrame):
         logger.info("rejected message", extra={"error": frame.error, "code": frame.code})
+        metrics.error(frame.code or "error")
+    api = deps.management(resolve_endpoint(event, deps.settings))
     try:
-        deps.management(resolve_endpoint(event, deps.settings)).post(connection_id, frame.to_json().encode())
+        api.post(connection_id, frame.to_json().encode())
     except ConnectionGone:
         deps.store.delete_connection(connection_id)
         logger.info("client gone before the reply")
+        metrics.count("ClientGone")
     except PostFailed as exc:
         logger.warning("reply not delivered", extra={"reason": str(exc)})
+    finally:
+        metrics.count("ThrottledPosts", getattr(api, "throttled", 0))

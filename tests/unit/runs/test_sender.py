@@ -534,3 +534,42 @@ def test_a_continuing_run_ignores_a_closed_connection_until_a_post_fails(store: 
     time.sleep(0.15)
     assert not sender.cancel_signal.is_set()
     sender.close()
+
+
+# -- the totals metrics are made of ----------------------------------------------------------------
+
+
+class ThrottledNet(Net):
+    """Every post "retried" two 429s inside the adapter before it went through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttled = 0
+
+    def __call__(self, endpoint: str) -> ThrottledNet:
+        # One adapter per post, as deps.management builds it: its counter starts at zero.
+        fresh = self.__class__.__new__(self.__class__)
+        fresh.__dict__ = {**self.__dict__, "throttled": 2}
+        return fresh
+
+
+def test_the_sender_totals_name_the_outcome_first_frames_and_429s(store: SqliteStore) -> None:
+    net = ThrottledNet()
+    run = new_run(store)
+    sender = make_sender(store, net, run)
+    sender.send(StatusFrame(stage="routed", message="routed"))
+    sender.delta("Hello")
+    sender.send(result(stop_reason="max_tokens"))
+    stats = sender.close()
+    assert stats.frames_posted == 3 and stats.throttled == 6
+    assert stats.outcome == "max_tokens" and stats.error_code is None
+    assert stats.first_frame_at is not None and stats.first_delta_at is not None
+    assert run.created_at <= stats.first_frame_at <= stats.first_delta_at
+
+
+def test_an_error_frame_ends_with_outcome_error_and_its_code(store: SqliteStore) -> None:
+    sender = make_sender(store, Net(), new_run(store, listener=None))
+    sender.send(ErrorFrame(code="timeout", error="too long"))
+    stats = sender.close()
+    assert (stats.outcome, stats.error_code) == ("error", "timeout")
+    assert stats.first_delta_at is None and stats.frames_posted == 0

@@ -111,6 +111,8 @@ class RecordingClient:
 
 class Context:
     function_name = "main-lambda"
+    memory_limit_in_mb = "1024"
+    invoked_function_arn = "arn:aws:lambda:us-west-2:123456789012:function:main-lambda"
     aws_request_id = "req-1"
 
     def get_remaining_time_in_millis(self) -> int:

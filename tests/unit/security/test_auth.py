@@ -293,7 +293,9 @@ os.environ.update(AUTH_MODE={mode!r}, AUTH_HS256_SECRET={SECRET!r}, SQLITE_PATH=
                   LOG_LEVEL="ERROR")
 from selador.handler import lambda_handler
 from selador.local.events import connect_event
-response = lambda_handler(connect_event(query={{"token": {token!r}}}), None)
+from selador.local.runtime import LambdaContext
+context = LambdaContext("f", "$LATEST", "arn:aws:lambda:us-west-2:1:function:f", "1024", "r-1", "g", "s", 9e9)
+response = lambda_handler(connect_event(query={{"token": {token!r}}}), context)
 print(json.dumps({{"status": response["statusCode"], "jwt": "jwt" in sys.modules,
                   "strands": "strands" in sys.modules}}))
 """
