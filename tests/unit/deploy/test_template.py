@@ -489,3 +489,58 @@ def test_ws_invoke_body() -> None:
 def test_websocket_events_share_one_connection() -> None:
     ids = {_event(name)["requestContext"]["connectionId"] for name in WS_MODELS}
     assert len(ids) == 1
+
+
+# ---------------------------------------------------------------------------------- operations
+
+# metrics.count("X") / metrics.add("X", …) anywhere, or count("X") inside selador.metrics itself.
+EMITTED = re.compile(r"""(?:\bmetrics\.|(?<![.\w]))(?:count|add)\(\s*["'](\w+)["']""")
+SELADOR_METRIC = re.compile(r'MetricName=\\?"(\w+)\\?"|SUM\((\w+)\)')
+
+
+def _emitted_metrics() -> set[str]:
+    """Every metric name the code emits (metrics.count / metrics.add with a literal name)."""
+    return {
+        name
+        for path in (ROOT / "src" / "selador").rglob("*.py")
+        for name in EMITTED.findall(path.read_text())
+    }
+
+
+def _dashboard(template: dict[str, Any]) -> dict[str, Any]:
+    body = props(template, "OperationsDashboard")["DashboardBody"]["Fn::Sub"]
+    values = {"AWS::Region": "us-west-2", "AWS::StackName": "selador", "MainLambda": "fn", "HttpApi": "api"}
+    resolved = re.sub(r"\$\{([^}]+)\}", lambda m: values[m.group(1)], body)
+    return json.loads(resolved)
+
+
+def test_the_dashboard_is_valid_json_and_shows_only_metrics_the_code_emits(template: dict[str, Any]) -> None:
+    dashboard = _dashboard(template)
+    titles = [w["properties"]["title"] for w in dashboard["widgets"]]
+    assert len(titles) == 6
+    expressions = json.dumps(dashboard)
+    named = {a or b for a, b in SELADOR_METRIC.findall(expressions)}
+    assert {"QueriesStarted", "QueriesFinished", "Errors", "TimeToFirstDelta", "ThrottledPosts"} <= named
+    assert named <= _emitted_metrics(), f"dashboard names metrics nobody emits: {named - _emitted_metrics()}"
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(template: dict[str, Any]) -> None:
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    assert set(alarms) == {
+        "FunctionErrorsAlarm",
+        "FunctionThrottlesAlarm",
+        "HttpApi5xxAlarm",
+        "ThrottledPostsAlarm",
+        "AsyncFailuresAlarm",
+    }
+    for name, alarm in alarms.items():
+        actions = alarm["Properties"]["AlarmActions"]
+        with_topic = resolve_value(template, {"a": actions}, {"AlarmTopicArn": TOPIC})
+        without = resolve_value(template, {"a": actions}, {"AlarmTopicArn": ""})
+        assert with_topic == {"a": [TOPIC]} and without == {}, name
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching", name
+    query = alarms["ThrottledPostsAlarm"]["Properties"]["Metrics"][0]["Expression"]
+    assert {a or b for a, b in SELADOR_METRIC.findall(query)} <= _emitted_metrics()
+
+
+TOPIC = "arn:aws:sns:us-west-2:123456789012:selador-alarms"
