@@ -87,6 +87,8 @@ class Settings(BaseSettings):
             used only when no JWKS URL is set.
         limit_concurrent_per_connection: Queries running at once on one connection (0: no limit).
         limit_queries_per_minute: Queries one connection may start per calendar minute (0: no limit).
+        limit_running_answers: Answers generating at once across the whole service, whoever asked
+            (0: no limit); keep it below the function's concurrency so handshakes always fit.
         limit_daily_queries_per_principal: Queries one authenticated principal may start per UTC day
             (0: no limit; anonymous connections have no principal and no budget).
     """
@@ -155,6 +157,7 @@ class Settings(BaseSettings):
     limit_concurrent_per_connection: int = Field(default=3, ge=0, le=1000)
     limit_queries_per_minute: int = Field(default=20, ge=0, le=100_000)
     limit_daily_queries_per_principal: int = Field(default=500, ge=0, le=10_000_000)
+    limit_running_answers: int = Field(default=0, ge=0, le=10_000)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ Foreign and missing runs look the same to a caller: ``lookup`` answers ``None`` 
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -64,6 +65,8 @@ STOPPED_TEXT = "The query stopped unexpectedly; please try again"
 READ_BATCH = 100
 PENDING_GRACE_S = 5.0
 """A run still pending this long after it was accepted is cancelled where it stands."""
+GLOBAL_RETRY_AFTER_S = 5
+"""Seconds a caller refused at capacity (``LIMIT_RUNNING_ANSWERS``) is told to wait."""
 
 
 CancelOutcome = Literal["cancelling", "unknown_run", "not_running"]
@@ -184,6 +187,37 @@ class Runs:
                 return Refused("rate_limited", admission.message, admission.retry_after)
             if admission.slot is not None:
                 claims.append(admission.slot)
+        cap = settings.limit_running_answers
+        if cap:
+            # Every run, whoever started it (anonymous HTTP callers have no other limit): the
+            # function's concurrency is shared with $connect, so answers must leave it headroom.
+            slot = self._claim_global_slot(cap)
+            if slot is None:
+                logger.info("query refused at capacity", extra={"limit": "running_answers"})
+                self._release(claims)
+                claims.clear()
+                return Refused(
+                    "rate_limited",
+                    f"capacity limit: {cap} answers are being generated across the service; "
+                    f"retry in {GLOBAL_RETRY_AFTER_S} s",
+                    GLOBAL_RETRY_AFTER_S,
+                )
+            claims.append(slot)
+        return None
+
+    def _claim_global_slot(self, cap: int) -> tuple[str, str] | None:
+        """One of the ``cap`` service-wide answer slots, or ``None`` when all are held.
+
+        Tried from a random index so concurrent admissions rarely contend for the same claim; a
+        full pass (``cap`` conditional writes) happens only at or near capacity.
+        """
+        first = secrets.randbelow(cap)
+        ttl = self.settings.run_claim_ttl_seconds
+        for offset in range(cap):
+            key = f"slot#*answers*#{(first + offset) % cap}"
+            owner = self.store.claim(key, ttl)
+            if owner is not None:
+                return key, owner
         return None
 
     def frame_expiry(self, run: RunRecord) -> int:

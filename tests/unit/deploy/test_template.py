@@ -101,6 +101,7 @@ def test_function_environment(template: dict[str, Any]) -> None:
             "Fn::Sub": "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"
         },
         "RUN_MODE": "async",
+        "LIMIT_RUNNING_ANSWERS": {"Ref": "RunningAnswersLimit"},
         "AUTH_MODE": {"Fn::If": ["HasAuthIssuer", "jwt", "none"]},
         "AUTH_ISSUER": {"Ref": "AuthIssuer"},
         "AUTH_AUDIENCE": {"Ref": "AuthAudience"},
