@@ -119,28 +119,66 @@ def _http_route(event: Mapping[str, Any]) -> str:
     return "other"
 
 
-_INVOCATION_KEYS = ["cold_start", "function_request_id", "correlation_id"]
-_ROUTE_KEYS = ["connection_id", "route", "request_id", "query_type"]
-
-
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The one entry point for every API Gateway event and internal job.
 
     Args:
         event: A WebSocket, HTTP API v2, REST v1 or job event.
-        context: The Lambda context.
+        context: The Lambda context (a partial one, as some tools pass, is completed).
 
     Returns:
         The proxy response (``{"statusCode": …}``) or, for unknown events, a 400 naming the problem.
     """
+    return _handle(event, _complete(context))
+
+
+_CONTEXT_DEFAULTS = {
+    "function_name": "",
+    "function_version": "$LATEST",
+    "memory_limit_in_mb": 0,
+    "invoked_function_arn": "",
+    "aws_request_id": "",
+    "log_group_name": "",
+    "log_stream_name": "",
+}
+
+
+class _CompletedContext:
+    """A context missing some of Lambda's attributes, with neutral values for them.
+
+    Lambda always passes every attribute; test doubles and some local tools do not, and the
+    logger's decorator reads them all before the handler's own error handling runs.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        for name, default in _CONTEXT_DEFAULTS.items():
+            setattr(self, name, getattr(context, name, default))
+
+    def get_remaining_time_in_millis(self) -> int:
+        getter = getattr(self._context, "get_remaining_time_in_millis", None)
+        return int(getter()) if callable(getter) else 900_000
+
+
+def _complete(context: Any) -> Any:
+    if all(hasattr(context, name) for name in _CONTEXT_DEFAULTS) and hasattr(
+        context, "get_remaining_time_in_millis"
+    ):
+        return context
+    return _CompletedContext(context)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def _handle(event: Any, context: LambdaContext) -> dict[str, Any]:
     kind = classify(event)
     _keep_invocation_keys(event, context)
     try:
         with metrics.invocation_scope(route_of(kind, event), invocation=context.aws_request_id):
             return _dispatch(kind, event, context)
     finally:
-        logger.thread_safe_remove_keys(_ROUTE_KEYS + _INVOCATION_KEYS)
+        # A new (empty) mapping, not a removal from the current one: a run started on another
+        # thread shares this one through copy_context() and must keep its keys.
+        logger.thread_safe_clear_keys()
 
 
 def _keep_invocation_keys(event: Any, context: LambdaContext) -> None:

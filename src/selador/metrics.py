@@ -40,6 +40,10 @@ NAMESPACE = "Selador"
 Unit = MetricUnit
 """Re-exported so callers need not know where Powertools keeps it."""
 
+MAX_VALUES = 99
+"""Values of one metric per document: EMF allows 100, but Powertools' provider prints a document by
+itself when a metric reaches 100, so a document is built with one fewer."""
+
 _file_lock = threading.Lock()
 
 
@@ -59,28 +63,46 @@ class InvocationMetrics:
         self.flushes = 0
         # Added to from the route's thread and, for inline runs, the run's: one lock for both.
         self._lock = threading.Lock()
-        self._sets: dict[tuple[tuple[str, str], ...], AmazonCloudWatchEMFProvider] = {}
+        # dimension set -> metric name -> (unit, values). Providers are built only when the
+        # documents are: Powertools' provider prints a document by itself once a metric holds 100
+        # values, which would be a second, early write (and ignore METRICS_OUTPUT).
+        self._sets: dict[tuple[tuple[str, str], ...], dict[str, tuple[MetricUnit, list[float]]]] = {}
 
     def add(self, name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
-        """Add one value of ``name`` under ``dimensions`` (repeated values become an EMF array)."""
+        """Add one value of ``name`` under ``dimensions`` (counts are summed, others listed)."""
         # An empty dimension value is rejected by CloudWatch: name the gap instead.
         dims = {key: (str(val) if val else "unknown")[:250] for key, val in dimensions.items()}
         key = tuple(dims.items())
         with self._lock:
-            provider = self._sets.get(key)
-            if provider is None:
+            metrics = self._sets.setdefault(key, {})
+            _, values = metrics.setdefault(name, (unit, []))
+            if unit == MetricUnit.Count and values:
+                values[0] += value
+            else:
+                values.append(value)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The EMF documents this invocation would write: per dimension set, 99 values at most each."""
+        with self._lock:
+            sets = {
+                key: {name: (unit, list(values)) for name, (unit, values) in m.items()}
+                for key, m in self._sets.items()
+            }
+        documents = []
+        for key, metrics in sets.items():
+            chunks = max(-(-len(values) // MAX_VALUES) for _, values in metrics.values())
+            for chunk in range(chunks):
                 provider = AmazonCloudWatchEMFProvider(namespace=NAMESPACE, service=self.service)
-                for dim, val in dims.items():
+                for dim, val in key:
                     provider.add_dimension(name=dim, value=val)
                 if self.invocation:
                     provider.add_metadata(key="invocation", value=self.invocation)
-                self._sets[key] = provider
-            provider.add_metric(name=name, unit=unit, value=value)
-
-    def documents(self) -> list[dict[str, Any]]:
-        """The EMF documents this invocation would write, one per dimension set."""
-        with self._lock:
-            return [dict(provider.serialize_metric_set()) for provider in self._sets.values()]
+                for name, (unit, values) in metrics.items():
+                    for value in values[chunk * MAX_VALUES : (chunk + 1) * MAX_VALUES]:
+                        provider.add_metric(name=name, unit=unit, value=value)
+                if provider.metric_set:
+                    documents.append(dict(provider.serialize_metric_set()))
+        return documents
 
     def flush(self, settings: Settings) -> list[dict[str, Any]]:
         """Write every document once, where ``settings`` say; never raises.

@@ -149,6 +149,44 @@ def test_log_lines_carry_cold_start_request_id_and_correlation_id(monkeypatch: p
     assert not {"function_request_id", "correlation_id", "route"} & set(logger.thread_safe_get_current_keys())
 
 
+def test_a_run_on_another_thread_keeps_its_invocations_log_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The local gateway runs invocations on threads of one process, and an inline HTTP run outlives
+    # its route: the route's cleanup must not take the run's keys away (it would then log the
+    # shared keys of whichever invocation ran last).
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from selador.observability import logger
+
+    monkeypatch.setenv("RUN_MODE", "inline")
+    monkeypatch.setenv("LOCAL_MODEL_TOKEN_DELAY_MS", "20")
+
+    def invocation(method: str, path: str, correlation: str, request: str, body: str | None = None) -> Any:
+        event = http_v2_event(method, path, body=body, headers=JSON)
+        event["requestContext"]["requestId"] = correlation
+        context = FakeContext()
+        context.aws_request_id = request  # type: ignore[misc]
+        return lambda_handler(event, context)
+
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            started = pool.submit(invocation, "POST", "/runs", "corr-a", "req-a", invoke_body("qa")).result()
+            assert started["statusCode"] == 202
+            assert pool.submit(invocation, "GET", "/health", "corr-b", "req-b").result()["statusCode"] == 200
+        for thread in threading.enumerate():
+            if thread.name.startswith("run-"):
+                thread.join(30)
+    finally:
+        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+    finished = _log_lines(stream.getvalue(), "query finished")
+    assert finished, stream.getvalue()[-2000:]
+    assert {(f["function_request_id"], f["correlation_id"], f["request_id"]) for f in finished} == {
+        ("req-a", "corr-a", "qa")
+    }
+
+
 _LIGHT_ROUTES = """
 import json, sys
 from selador.handler import lambda_handler
@@ -232,3 +270,11 @@ def test_tracing_otlp_without_the_extra_warns_and_sets_nothing_up(monkeypatch: p
     assert selador.tracing.ensure_tracing(Settings(tracing="otlp")) is False
     assert selador.tracing._provider is None
     assert not any(m.startswith("opentelemetry.exporter") for m in sys.modules)
+
+
+@pytest.mark.parametrize("context", [None, object()], ids=["none", "bare-object"])
+def test_a_partial_context_is_completed_not_a_crash(context: Any) -> None:
+    # Lambda passes every attribute; test doubles and some tools pass less, and the logger's
+    # decorator reads them all before the handler's own error handling.
+    response = lambda_handler(http_v2_event("GET", "/health"), context)
+    assert response["statusCode"] == 200

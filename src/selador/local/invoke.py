@@ -468,9 +468,26 @@ def _load_event(path: str) -> Any:
     except FileNotFoundError:
         raise UsageError(f"event file not found: {path}") from None
     try:
-        return json.loads(text)
+        event = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"event {path} is not JSON: {exc}") from None
+    return restamp_arrival(event)
+
+
+def restamp_arrival(event: Any) -> Any:
+    """Set an API Gateway event's arrival time to now, as API Gateway stamps each request.
+
+    A saved sample keeps the time it was captured, and ``POST /invoke`` counts its 29 s budget
+    from it (``requestContext.timeEpoch``; REST: ``requestTimeEpoch``): replayed as is, every
+    sample would be a request already out of time.
+    """
+    ctx = event.get("requestContext") if isinstance(event, dict) else None
+    if isinstance(ctx, dict):
+        now_ms = int(time.time() * 1000)
+        for key in ("timeEpoch", "requestTimeEpoch"):
+            if isinstance(ctx.get(key), int):
+                ctx[key] = now_ms
+    return event
 
 
 def _code_dir(template_path: Path, logical_id: str) -> Path | None:

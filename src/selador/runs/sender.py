@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from selador.observability import logger
 from selador.protocol import DeltaFrame, ErrorFrame, ResultFrame, _Frame
@@ -396,8 +397,11 @@ class RunSender:
         while self._listener is not None and self._next_post in self._frames:
             listener, endpoint = self._listener, self._endpoint or ""
             data = self._frames[self._next_post]
-            api = self._management(endpoint)
+            api: Any = None
             try:
+                # Inside the try: a client that cannot be built (a bad endpoint) must detach the
+                # listener like any failed post, not kill the worker and strand the run.
+                api = self._management(endpoint)
                 api.post(listener, data)
             except ConnectionGone:
                 self._detach(listener, gone=True, reason="connection gone (410)")

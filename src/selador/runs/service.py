@@ -178,19 +178,12 @@ class Runs:
                     f"request_id {request.request_id!r} is already running {where}; send resume to follow it",
                 )
             claims.append((key, owner))
-        if limit_subject is not None:
-            admission = Limits(self.store, settings).admit(limit_subject, principal)
-            if isinstance(admission, LimitExceeded):
-                logger.info("query refused by a limit", extra={"limit": admission.limit})
-                self._release(claims)
-                claims.clear()
-                return Refused("rate_limited", admission.message, admission.retry_after)
-            if admission.slot is not None:
-                claims.append(admission.slot)
         cap = settings.limit_running_answers
         if cap:
             # Every run, whoever started it (anonymous HTTP callers have no other limit): the
             # function's concurrency is shared with $connect, so answers must leave it headroom.
+            # Before the per-subject limits: a refusal at capacity must not use up the caller's
+            # per-minute or daily allowance (and a later refusal gives the slot back below).
             slot = self._claim_global_slot(cap)
             if slot is None:
                 logger.info("query refused at capacity", extra={"limit": "running_answers"})
@@ -203,6 +196,15 @@ class Runs:
                     GLOBAL_RETRY_AFTER_S,
                 )
             claims.append(slot)
+        if limit_subject is not None:
+            admission = Limits(self.store, settings).admit(limit_subject, principal)
+            if isinstance(admission, LimitExceeded):
+                logger.info("query refused by a limit", extra={"limit": admission.limit})
+                self._release(claims)
+                claims.clear()
+                return Refused("rate_limited", admission.message, admission.retry_after)
+            if admission.slot is not None:
+                claims.append(admission.slot)
         return None
 
     def _claim_global_slot(self, cap: int) -> tuple[str, str] | None:

@@ -182,3 +182,11 @@ def test_parse_lock_rejects_unhashed_or_ranged_lines(tmp_path: Path) -> None:
     unhashed = tmp_path / "unhashed.txt"
     unhashed.write_text("boto3==1.44.8\n")
     assert parse_lock(unhashed)["boto3"].hashes == set()
+
+
+def test_the_bundle_lock_has_no_machine_specific_requirement() -> None:
+    # lambda_bundle.py installs with --platform, but pip evaluates platform_machine markers against
+    # the build host: an aarch64-only requirement would be left out of the arm64 artifact silently
+    # (and the x86_64 twin's smoke test could not notice).
+    lines = (ROOT / "src" / "requirements.txt").read_text().splitlines()
+    assert not [line for line in lines if "platform_machine" in line]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,15 @@ def test_real_handler_ping_posts_a_pong(capsys: pytest.CaptureFixture[str]) -> N
     assert status == 0
     frames = prefixed(lines, "frame> ")
     assert [frame["type"] for frame in frames] == ["pong"]
+
+
+def test_a_saved_sample_is_replayed_as_a_request_arriving_now() -> None:
+    from selador.local.invoke import restamp_arrival
+
+    sample = json.loads((Path(__file__).resolve().parents[3] / "events" / "http_invoke.json").read_text())
+    captured = sample["requestContext"]["timeEpoch"]
+    before = int(time.time() * 1000)
+    replayed = restamp_arrival(sample)["requestContext"]["timeEpoch"]
+    assert replayed >= before > captured, "an old arrival would leave POST /invoke no time at all"
+    assert restamp_arrival({"requestContext": {"timeEpoch": "x"}}) == {"requestContext": {"timeEpoch": "x"}}
+    assert restamp_arrival([1, 2]) == [1, 2]

@@ -59,3 +59,25 @@ def test_a_finished_answer_gives_its_slot_back(tmp_path: Path) -> None:
 def test_no_cap_by_default(tmp_path: Path) -> None:
     runs = runs_with_cap(tmp_path, 0)
     assert all(isinstance(start(runs, f"q{i}"), Started) for i in range(25))
+
+
+def test_a_refusal_at_capacity_does_not_use_up_the_callers_limits(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "cap.sqlite3"))
+    settings = Settings(limit_running_answers=1, limit_queries_per_minute=2)
+    runs = Runs(Dependencies(settings=settings, store_factory=lambda _: store))
+    held = start(runs, "held")
+    assert isinstance(held, Started)
+
+    def ask(request_id: str) -> Started | Refused:
+        return runs.start(
+            QueryRequest(question="What is the FAR in LR2?", request_id=request_id),
+            principal=None,
+            scope="c:conn-1",
+            limit_subject="conn-1",
+        )
+
+    for i in range(5):
+        refused = ask(f"r{i}")
+        assert isinstance(refused, Refused) and refused.message.startswith("capacity limit")
+    runs.finish(held.run, ErrorFrame(code="internal_error", error="x"), expect_status=frozenset({"pending"}))
+    assert isinstance(ask("after"), Started), "five refusals at capacity must not count per minute"

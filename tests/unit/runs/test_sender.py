@@ -573,3 +573,17 @@ def test_an_error_frame_ends_with_outcome_error_and_its_code(store: SqliteStore)
     stats = sender.close()
     assert (stats.outcome, stats.error_code) == ("error", "timeout")
     assert stats.first_delta_at is None and stats.frames_posted == 0
+
+
+def test_a_management_client_that_cannot_be_built_detaches_the_listener(store: SqliteStore) -> None:
+    class Broken(Net):
+        def __call__(self, endpoint: str) -> Net:
+            raise ValueError("Invalid endpoint: " + endpoint)
+
+    run = new_run(store)
+    sender = RunSender(run, store=store, management=Broken(), flush_ms=10_000, poll_ms=5000, first_seq=1)
+    sender.send(StatusFrame(stage="routed", message="routed"))
+    sender.send(result())
+    stats = sender.close(timeout=3)
+    assert stats.failed == "ValueError"
+    assert store.get_run(run.run_id).status != "running", "the run still ends with its terminal frame"
