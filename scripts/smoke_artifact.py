@@ -10,7 +10,8 @@ importable (as on Lambda). It needs nothing but the standard library and the art
 It runs, in one process as one warm container would: ``$connect`` (JWT verified against a JWKS
 served on 127.0.0.1), ``ping``, ``invoke`` (RUN_MODE=async: the route hands the run to a Lambda
 ``invoke``), the job that invocation carries (the agent on the Bedrock model, which calls the
-Bedrock knowledge base through its search tool), ``$disconnect``, ``GET /health``, ``POST /runs``,
+Bedrock knowledge base through its search tool), the on-failure record of that job (an SQS
+batch: the run has already ended, nothing is posted), ``$disconnect``, ``GET /health``, ``POST /runs``,
 its job and ``GET /runs/{id}``. Every AWS call is answered by ``botocore.stub.Stubber``, so the
 clients validate each request against the service models the artifact carries.
 
@@ -346,6 +347,46 @@ if JOBS:
     check(
         "job (agent run: Bedrock model + KB)",
         response.get("statusCode") == 200 and len(results) == 1,
+        response,
+    )
+
+if JOBS:
+    # Lambda's on-failure record of that job, as the queue of failed jobs delivers it: the run has
+    # already ended, so nothing is posted (the path still imports what it needs from here alone).
+    record = {
+        "version": "1.0",
+        "timestamp": "2025-11-23T20:15:27.104Z",
+        "requestContext": {
+            "requestId": "7d1e4f2a-93c6-4b8e-a5f0-2c6b81e9d437",
+            "functionArn": "arn:aws:lambda:us-west-2:123456789012:function:selador-main-lambda:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 1,
+        },
+        "requestPayload": JOBS[0],
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "Runtime exited with error: signal: killed"},
+    }
+    terminal_before = sum(1 for f in POSTED if f.get("type") in ("result", "error"))
+    sqs_event = {
+        "Records": [
+            {
+                "messageId": "3f9c2d7e-5a1b-4c8d-9e6f-0b7a4d2c1e85",
+                "receiptHandle": "AQEBqT0Xbk2m8sLw9PzR3vYc6HnJd1Gu5fKa7oEi4MtZy0xVbN2QwS8lDp3rUe6g",
+                "body": json.dumps(record),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1763928927131"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-west-2:123456789012:selador-failed-jobs",
+                "awsRegion": "us-west-2",
+            }
+        ]
+    }
+    response = call(sqs_event)
+    terminal_after = sum(1 for f in POSTED if f.get("type") in ("result", "error"))
+    check(
+        "failed job record (SQS; run already ended)",
+        response == {"batchItemFailures": []} and terminal_after == terminal_before,
         response,
     )
 

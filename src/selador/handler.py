@@ -52,7 +52,10 @@ def _is_ws_event(ctx: Mapping[str, Any]) -> bool:
 
 
 def classify(event: object) -> str:
-    """Name the kind of event: ``websocket``, ``http``, ``job`` or ``unknown``.
+    """Name the kind of event: ``websocket``, ``http``, ``job``, ``sqs`` or ``unknown``.
+
+    ``sqs`` is a batch from the queue of failed jobs (Lambda's on-failure destination, read by an
+    event source mapping of this function: :mod:`selador.runs.failed`).
 
     Args:
         event: Whatever Lambda delivered.
@@ -71,7 +74,20 @@ def classify(event: object) -> str:
         return "http"
     if isinstance(event.get("selador_job"), Mapping):
         return "job"
+    if _is_sqs_event(event):
+        return "sqs"
     return "unknown"
+
+
+def _is_sqs_event(event: Mapping[str, Any]) -> bool:
+    records = event.get("Records")
+    # The first record decides: an event source mapping never mixes sources in one batch.
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], Mapping)
+        and records[0].get("eventSource") == "aws:sqs"
+    )
 
 
 def route_of(kind: str, event: Any) -> str:
@@ -82,11 +98,13 @@ def route_of(kind: str, event: Any) -> str:
         event: The event.
 
     Returns:
-        A WebSocket route key, an HTTP route (``POST /invoke``, ``GET /runs/{request_id}``), ``job``
-        or ``unknown``.
+        A WebSocket route key, an HTTP route (``POST /invoke``, ``GET /runs/{request_id}``), ``job``,
+        ``failed_job`` (the queue of failed jobs) or ``unknown``.
     """
     if kind == "job":
         return "job"
+    if kind == "sqs":
+        return "failed_job"
     if kind == "websocket":
         route_key = event["requestContext"].get("routeKey")
         # Unknown keys are answered like $default (routes.handle) and counted as it.
@@ -123,11 +141,12 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The one entry point for every API Gateway event and internal job.
 
     Args:
-        event: A WebSocket, HTTP API v2, REST v1 or job event.
+        event: A WebSocket, HTTP API v2, REST v1, job or SQS (failed jobs) event.
         context: The Lambda context (a partial one, as some tools pass, is completed).
 
     Returns:
-        The proxy response (``{"statusCode": …}``) or, for unknown events, a 400 naming the problem.
+        The proxy response (``{"statusCode": …}``), ``{"batchItemFailures": […]}`` for an SQS batch,
+        or, for unknown events, a 400 naming the problem.
     """
     return _handle(event, _complete(context))
 
@@ -216,11 +235,21 @@ def _dispatch(kind: str, event: Any, context: LambdaContext) -> dict[str, Any]:
             from selador.runs.jobs import run_job
 
             return run_job(event["selador_job"], context, get_dependencies())
+        if kind == "sqs":
+            from selador.deps import get_dependencies
+            from selador.runs.failed import handle_failed_jobs
+
+            return handle_failed_jobs(event, get_dependencies())
     except Exception:  # noqa: BLE001 - last line of defence, logged with the traceback
         # The last line of defence: API Gateway would show the client "Internal server error";
         # log the detail, answer a clean 500, keep the container.
         logger.exception("unhandled error", extra={"event_kind": kind})
         metrics.error("internal_error")
+        if kind == "sqs":
+            from selador.runs.failed import retry_all
+
+            # A batch answer without batchItemFailures would tell SQS that every record succeeded.
+            return retry_all(event)
         return {"statusCode": 500, "body": '{"error": "internal error"}'}
     logger.warning(
         "unrecognised event",

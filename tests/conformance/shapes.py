@@ -7,6 +7,7 @@ local gateway builds, so both are held to the same rules.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
 import re
 import time
@@ -20,6 +21,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketConnectEventModel,
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
+    SqsModel,
 )
 from pydantic import BaseModel
 
@@ -43,7 +45,10 @@ def fixture_names() -> list[str]:
 
 
 def kind(event: Mapping[str, Any]) -> str:
-    """``CONNECT``/``MESSAGE``/``DISCONNECT`` (WebSocket), ``HTTP_V2`` or ``REST_V1``."""
+    """``CONNECT``/``MESSAGE``/``DISCONNECT`` (WebSocket), ``HTTP_V2``, ``REST_V1`` or ``SQS``."""
+    records = event.get("Records")
+    if isinstance(records, list) and records and records[0].get("eventSource") == "aws:sqs":
+        return "SQS"
     ctx = event.get("requestContext") or {}
     if ctx.get("eventType") in ("CONNECT", "MESSAGE", "DISCONNECT"):
         return str(ctx["eventType"])
@@ -51,7 +56,10 @@ def kind(event: Mapping[str, Any]) -> str:
         return "HTTP_V2"
     if "httpMethod" in event:
         return "REST_V1"
-    raise AssertionError(f"not an API Gateway event: {sorted(event)}")
+    raise AssertionError(f"not an API Gateway or SQS event: {sorted(event)}")
+
+
+API_GATEWAY_KINDS = frozenset({"CONNECT", "MESSAGE", "DISCONNECT", "HTTP_V2", "REST_V1"})
 
 
 POWERTOOLS_MODELS: dict[str, type[BaseModel]] = {
@@ -60,6 +68,7 @@ POWERTOOLS_MODELS: dict[str, type[BaseModel]] = {
     "DISCONNECT": APIGatewayWebSocketDisconnectEventModel,
     "HTTP_V2": APIGatewayProxyEventV2Model,
     "REST_V1": APIGatewayProxyEventModel,
+    "SQS": SqsModel,
 }
 
 
@@ -303,4 +312,59 @@ def multi_value_problems(event: Mapping[str, Any]) -> list[str]:
             problems.append(f"{single} and {multi} name different keys")
             continue
         problems += [f"{multi}.{k}: last value is not {single}.{k}" for k in one if many[k][-1] != one[k]]
+    return problems
+
+
+# ---------------------------------------------------------------------------------- SQS
+
+QUEUE_ARN = re.compile(rf"^arn:aws:sqs:{REGION}:\d{{12}}:[A-Za-z0-9_-]{{1,80}}$")
+FUNCTION_ARN = re.compile(
+    rf"^arn:aws:lambda:{REGION}:\d{{12}}:function:[A-Za-z0-9_-]{{1,64}}(:\$LATEST|:\w+)?$"
+)
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+DESTINATION_CONDITIONS = frozenset({"RetriesExhausted", "EventAgeExceeded"})
+
+
+def sqs_problems(event: Mapping[str, Any]) -> list[str]:
+    """Each record shaped like an SQS event source mapping's, its body an on-failure invocation record.
+
+    The envelope: UUID ``messageId``, ``md5OfBody`` the body's MD5, attribute timestamps as epoch
+    milliseconds in strings, the queue ARN and region agreeing. The body: Lambda's invocation
+    record (``version``, ISO ``timestamp``, ``requestContext`` with ``requestId``, ``functionArn``,
+    ``condition``, ``approximateInvokeCount``; ``requestPayload``; ``responseContext`` and
+    ``responsePayload`` when the function answered).
+    """
+    problems: list[str] = []
+    for index, record in enumerate(event["Records"]):
+        where = f"Records[{index}]"
+        body = record.get("body", "")
+        if not UUID.match(str(record.get("messageId"))):
+            problems.append(f"{where}.messageId: not a UUID")
+        if hashlib.md5(body.encode(), usedforsecurity=False).hexdigest() != record.get("md5OfBody"):
+            problems.append(f"{where}.md5OfBody: not the body's MD5")
+        attributes = record.get("attributes") or {}
+        for name in ("SentTimestamp", "ApproximateFirstReceiveTimestamp"):
+            if not isinstance(attributes.get(name), str) or not EPOCH_MS.match(attributes[name]):
+                problems.append(f"{where}.attributes.{name}: not epoch milliseconds in a string")
+        arn = str(record.get("eventSourceARN"))
+        if not QUEUE_ARN.match(arn) or arn.split(":")[3] != record.get("awsRegion"):
+            problems.append(f"{where}.eventSourceARN: {arn!r} is not a queue ARN in awsRegion")
+        try:
+            destination = json.loads(body)
+        except ValueError:
+            problems.append(f"{where}.body: not JSON")
+            continue
+        ctx = destination.get("requestContext") or {}
+        if destination.get("version") != "1.0" or not ISO_MS.match(str(destination.get("timestamp"))):
+            problems.append(f"{where}.body: version/timestamp not like Lambda's record")
+        if not UUID.match(str(ctx.get("requestId"))) or not FUNCTION_ARN.match(str(ctx.get("functionArn"))):
+            problems.append(f"{where}.body.requestContext: requestId/functionArn not like Lambda's")
+        if ctx.get("condition") not in DESTINATION_CONDITIONS or not isinstance(
+            ctx.get("approximateInvokeCount"), int
+        ):
+            problems.append(f"{where}.body.requestContext: condition/approximateInvokeCount")
+        if "requestPayload" not in destination:
+            problems.append(f"{where}.body: no requestPayload")
+        if ("responseContext" in destination) != ("responsePayload" in destination):
+            problems.append(f"{where}.body: responseContext and responsePayload come together")
     return problems

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from .shapes import (
+    API_GATEWAY_KINDS,
     EVENTS,
     domain_problems,
     fixture_names,
@@ -17,6 +18,7 @@ from .shapes import (
     kind,
     load,
     multi_value_problems,
+    sqs_problems,
     time_problems,
     validate_with_powertools,
 )
@@ -43,6 +45,7 @@ def test_the_fixture_set_covers_every_case_issue_13_names() -> None:
     v2 = [load(n) for n in FIXTURES if kind(load(n)) == "HTTP_V2"]
     assert any("jwt" in (e["requestContext"].get("authorizer") or {}) for e in v2)
     assert any("authorizer" not in e["requestContext"] for e in v2)
+    assert "SQS" in kinds  # the queue of failed jobs (Lambda's on-failure destination)
 
 
 def test_every_fixture_has_its_source_written_down() -> None:
@@ -58,8 +61,8 @@ def test_powertools_parser_models_accept_every_fixture(name: str) -> None:
     validate_with_powertools(load(name))
 
 
-@pytest.mark.parametrize("name", FIXTURES)
-def test_every_fixture_keeps_the_format_rules(name: str) -> None:
+@pytest.mark.parametrize("name", [n for n in FIXTURES if kind(load(n)) in API_GATEWAY_KINDS])
+def test_every_api_gateway_fixture_keeps_the_format_rules(name: str) -> None:
     event = load(name)
     problems = (
         id_problems(event) + time_problems(event) + domain_problems(event) + multi_value_problems(event)
@@ -67,6 +70,18 @@ def test_every_fixture_keeps_the_format_rules(name: str) -> None:
     if kind(event) in ("CONNECT", "HTTP_V2"):
         problems += forwarding_header_problems(event)
     assert problems == []
+
+
+@pytest.mark.parametrize("name", [n for n in FIXTURES if kind(load(n)) == "SQS"])
+def test_sqs_fixtures_keep_the_sqs_and_invocation_record_rules(name: str) -> None:
+    assert sqs_problems(load(name)) == []
+
+
+def test_the_sqs_rules_catch_a_body_that_is_not_the_md5s() -> None:
+    event = load("sqs_failed_job_retries_exhausted.json")
+    event["Records"][0]["body"] = event["Records"][0]["body"].replace("RetriesExhausted", "Success")
+    assert any("md5OfBody" in p for p in sqs_problems(event))
+    assert any("condition" in p for p in sqs_problems(event))
 
 
 @pytest.mark.parametrize(

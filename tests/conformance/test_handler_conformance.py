@@ -7,6 +7,7 @@ listener. Each test checks the status code, the frames posted and that nothing l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any
@@ -323,3 +324,60 @@ def test_rest_v1_cognito_claims_make_the_caller_the_runs_owner(lam: Lambda) -> N
     del anonymous["requestContext"]["authorizer"]
     anonymous["headers"]["X-Run-Token"] = body(started)["run_token"]
     assert lam.invoke(anonymous)["statusCode"] == 404
+
+
+# ---------------------------------------------------------------------------------- SQS (failed jobs)
+
+
+class _QueuedJobs:
+    """A Lambda client that accepts every hand-off and keeps the job events (they never run)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.payloads.append(json.loads(kwargs["Payload"]))
+        return {"StatusCode": 202}
+
+
+def _for_run(event: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The fixture's record naming ``run_id`` (body and its MD5 rewritten, as SQS would have them)."""
+    record = event["Records"][0]
+    body = json.loads(record["body"])
+    body["requestPayload"]["selador_job"]["run_id"] = run_id
+    record["body"] = json.dumps(body, separators=(",", ":"))
+    record["md5OfBody"] = hashlib.md5(record["body"].encode(), usedforsecurity=False).hexdigest()
+    return event
+
+
+def test_a_failed_job_record_for_an_unknown_run_is_consumed_quietly(lam: Lambda) -> None:
+    response = lam.invoke(load("sqs_failed_job_retries_exhausted.json"))
+    assert response == {"batchItemFailures": []}
+    assert lam.frames() == []
+    lam.no_traceback()
+
+
+def test_a_failed_job_record_ends_its_run_with_one_error_frame_to_the_listener(
+    lam: Lambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selador.deps import Dependencies, use_dependencies
+    from selador.settings import get_settings
+
+    monkeypatch.setenv("RUN_MODE", "async")
+    jobs = _QueuedJobs()
+    invoke = load("ws_message_invoke.json")
+    connection = invoke["requestContext"]["connectionId"]
+    with use_dependencies(Dependencies(settings=get_settings(), lambda_client=jobs)):
+        assert lam.invoke(invoke) == {"statusCode": 200}
+        run_id = jobs.payloads[0]["selador_job"]["run_id"]
+        # The client is still connected when Lambda gives up on the job.
+        lam.listener.open_connections.add(connection)
+        failed = _for_run(load("sqs_failed_job_retries_exhausted.json"), run_id)
+        assert lam.invoke(failed) == {"batchItemFailures": []}
+        assert lam.invoke(failed) == {"batchItemFailures": []}  # SQS delivers at least once
+        run = get_dependencies().store.get_run(run_id)
+    error = assert_one_run(lam.frames(connection), "conf-ws-1")
+    assert error["seq"] == 2 and error["code"] == "internal_error"
+    assert "please try again" in error["error"]
+    assert run is not None and run.status == "failed"
+    lam.no_traceback()

@@ -8,6 +8,7 @@ so importing this module costs nothing on any path.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import time
@@ -505,4 +506,86 @@ def rest_v1_event(
         },
         "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
         "isBase64Encoded": isinstance(body, bytes),
+    }
+
+
+def failed_job_event(
+    request_payload: Any,
+    *,
+    condition: str = "RetriesExhausted",
+    request_id: str | None = None,
+    error: dict[str, Any] | None = None,
+    invoke_count: int = 1,
+    function_name: str = "main-lambda",
+    queue_name: str = "selador-failed-jobs",
+    region: str = DEFAULT_REGION,
+    account: str = DEFAULT_ACCOUNT,
+) -> dict[str, Any]:
+    """An SQS event carrying Lambda's on-failure invocation record of one asynchronous invocation.
+
+    The SQS message body is the invocation record Lambda sends to an on-failure destination
+    (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html); the
+    envelope is an SQS event source mapping's (``Records``, ``eventSource: aws:sqs``).
+
+    Args:
+        request_payload: The event of the invocation that failed (a job event).
+        condition: ``RetriesExhausted`` (the function failed) or ``EventAgeExceeded`` (it waited in
+            Lambda's queue too long and never ran).
+        request_id: The failed invocation's request id (a fresh UUID by default).
+        error: The function's error document, as Lambda reports it (``errorMessage``…); the
+            record then has ``responseContext``/``responsePayload``. Left out for
+            ``EventAgeExceeded``, where the function never answered.
+        invoke_count: ``approximateInvokeCount``: attempts made.
+        function_name: The function the record names.
+        queue_name: The destination queue.
+        region: Its region.
+        account: Its account.
+
+    Returns:
+        The event, as the event source mapping delivers it.
+    """
+    now_ms = int(time.time() * 1000)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now_ms / 1000)) + f".{now_ms % 1000:03d}Z"
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": iso,
+        "requestContext": {
+            "requestId": request_id or str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{region}:{account}:function:{function_name}:$LATEST",
+            "condition": condition,
+            "approximateInvokeCount": invoke_count,
+        },
+        "requestPayload": request_payload,
+    }
+    if error is not None:
+        record["responseContext"] = {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        }
+        record["responsePayload"] = error
+    body = json.dumps(record, separators=(",", ":"))
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "AQEB" + base64.b64encode(random.randbytes(96)).decode(),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(now_ms),
+                    # The sender is the function's execution role (Lambda sends with it).
+                    "SenderId": "AROA"
+                    + "".join(random.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=17))
+                    + ":"
+                    + function_name,
+                    "ApproximateFirstReceiveTimestamp": str(now_ms + 7),
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{region}:{account}:{queue_name}",
+                "awsRegion": region,
+            }
+        ]
     }

@@ -95,6 +95,9 @@ class GatewayOptions:
         async_retries: Retries of a failed ``Event`` invocation (Lambda's default: 2).
         async_retry_delay: Seconds before the first retry; the second waits twice as long.
         async_duplicate_rate: Fraction of ``Event`` invocations delivered twice (at-least-once).
+        async_on_failure: Hand an ``Event`` invocation that failed every attempt back to the
+            function as an SQS event carrying Lambda's on-failure record (the template's
+            ``EventInvokeConfig.DestinationConfig.OnFailure`` to an SQS queue read by the function).
         disconnect_drop_rate: Fraction of ``$disconnect`` invocations skipped (best-effort delivery).
         bound_host: The address served, accepted as a ``Host`` (``0.0.0.0``/``::``: any IP literal).
         allowed_hosts: More host names accepted as a ``Host`` and in a browser ``Origin``.
@@ -123,6 +126,7 @@ class GatewayOptions:
     async_retries: int = 2
     async_retry_delay: float = 1.0
     async_duplicate_rate: float = 0.0
+    async_on_failure: bool = False
     disconnect_drop_rate: float = 0.0
     bound_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
@@ -171,6 +175,7 @@ class Gateway:
                 "binary_frames_1003",
                 "async_invocations",
                 "async_retries",
+                "async_failures",
             ),
             0,
         )

@@ -1,7 +1,8 @@
 """Lambda's Invoke API on the local gateway, so the handler's asynchronous hand-off runs here too.
 
 ``POST /2015-03-31/functions/{name}/invocations`` with ``RequestResponse``, ``Event`` (202 at once,
-run on a background worker with Lambda's retries) and ``DryRun`` (204), answered in the shapes a
+run on a background worker with Lambda's retries and, when the template configures one, its SQS
+on-failure destination read by the same function) and ``DryRun`` (204), answered in the shapes a
 real boto3 Lambda client parses.
 """
 
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from selador.local.events import failed_job_event
 from selador.local.wire import aws_error
 
 if TYPE_CHECKING:
@@ -105,7 +107,8 @@ class LambdaApi:
         """
         gateway = self.gateway
         options = gateway.options
-        for attempt in range(options.async_retries + 1):
+        attempts = options.async_retries + 1
+        for attempt in range(attempts):
             if attempt:
                 gateway.counters["async_retries"] += 1
                 await asyncio.sleep(options.async_retry_delay * attempt)
@@ -113,3 +116,38 @@ class LambdaApi:
             outcome = await gateway.runtime.invoke(event, label=label, background=True)
             if outcome.ok:
                 return
+        gateway.counters["async_failures"] += 1
+        if options.async_on_failure:
+            await self.deliver_failure(event, outcome.request_id, outcome.error, attempts)
+
+    async def deliver_failure(
+        self, event: Any, request_id: str, error: dict[str, Any] | None, attempts: int
+    ) -> None:
+        """Hand a failed ``Event`` invocation's on-failure record to the function, as SQS would.
+
+        One delivery: a record the function reports as a batch item failure is logged, not
+        redelivered (SQS's visibility timeout and redrive are not emulated).
+
+        Args:
+            event: The event of the invocation that failed.
+            request_id: The last attempt's request id.
+            error: Its error document.
+            attempts: How many attempts were made.
+        """
+        options = self.gateway.options
+        # Only what Lambda puts in the record: the error's message and type, not the stack trace.
+        reported = {k: v for k, v in (error or {}).items() if k in ("errorMessage", "errorType")}
+        sqs_event = failed_job_event(
+            event,
+            request_id=request_id,
+            error=reported or {"errorMessage": "the invocation failed"},
+            invoke_count=attempts,
+            function_name=options.function_name,
+            region=options.region,
+            account=options.account,
+        )
+        label = f"sqs on-failure {options.function_name}"
+        outcome = await self.gateway.runtime.invoke(sqs_event, label=label, background=True)
+        failures = outcome.payload.get("batchItemFailures") if isinstance(outcome.payload, dict) else None
+        if not outcome.ok or failures:
+            log.warning("%s: the on-failure record was not processed (not redelivered locally)", label)

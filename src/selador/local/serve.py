@@ -67,6 +67,16 @@ def _async_retries(template_path: str, logical_id: str) -> int:
     return value if isinstance(value, int) and 0 <= value <= 2 else LAMBDA_DEFAULT_ASYNC_RETRIES
 
 
+def _sqs_on_failure(template_path: str, logical_id: str) -> bool:
+    """Whether the function's failed ``Event`` invocations go to an SQS on-failure destination."""
+    try:
+        resource = load_yaml(template_path)["Resources"][logical_id]
+        destination = resource["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    except (KeyError, TypeError):
+        return False
+    return isinstance(destination, dict) and destination.get("Type") == "SQS"
+
+
 # ---------------------------------------------------------------------------------- CLI
 
 
@@ -251,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         async_retry_delay=args.async_retry_delay,
         async_duplicate_rate=_rate(args.async_duplicates, "--async-duplicates"),
+        async_on_failure=_sqs_on_failure(args.template, function_name),
         disconnect_drop_rate=_rate(args.drop_disconnect, "--drop-disconnect"),
         bound_host=args.host,
         allowed_hosts=tuple(args.allow_host),

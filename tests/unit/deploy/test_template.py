@@ -129,6 +129,35 @@ def test_async_invocations_are_not_retried(template: dict[str, Any]) -> None:
     assert config["MaximumRetryAttempts"] == 0
 
 
+def test_failed_jobs_go_to_an_encrypted_queue_that_the_function_reads(template: dict[str, Any]) -> None:
+    config = props(template, "MainLambda")["EventInvokeConfig"]
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["FailedJobsQueue", "Arn"]},
+    }
+    queue = props(template, "FailedJobsQueue")
+    assert queue["SqsManagedSseEnabled"] is True
+    # Covers a run's life: its pending lease, one invocation and its log's TTL (default 1 h).
+    assert queue["MessageRetentionPeriod"] >= 3 * 3600
+    # An SQS event source needs a visibility timeout of at least the function's timeout.
+    assert queue["VisibilityTimeout"] == props(template, "MainLambda")["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["FailedJobsDeadLetterQueue", "Arn"]
+    }
+    dead = props(template, "FailedJobsDeadLetterQueue")
+    assert dead["SqsManagedSseEnabled"] is True
+    assert dead["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert "RedrivePolicy" not in dead
+    mappings = resources_of_type(template, "AWS::Lambda::EventSourceMapping")
+    assert set(mappings) == {"FailedJobsEventSource"}
+    mapping = props(template, "FailedJobsEventSource")
+    assert mapping["FunctionName"] == {"Ref": "MainLambda"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["FailedJobsQueue", "Arn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 1 <= mapping["BatchSize"] <= 10
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == 2
+
+
 def test_log_groups_have_retention(template: dict[str, Any]) -> None:
     groups = resources_of_type(template, "AWS::Logs::LogGroup")
     assert set(groups) == {"MainLambdaLogGroup", "WebSocketAccessLogGroup", "HttpApiAccessLogGroup"}
@@ -312,6 +341,23 @@ def test_self_invoke_only(template: dict[str, Any]) -> None:
     assert statement["Resource"] == {"Fn::GetAtt": ["MainLambda", "Arn"]}
 
 
+def test_failed_job_queue_statements_name_that_queue_only(template: dict[str, Any]) -> None:
+    queue = {"Fn::GetAtt": ["FailedJobsQueue", "Arn"]}
+    send = _statement(template, "SendFailedJobRecords")
+    assert send["Action"] == "sqs:SendMessage"
+    assert send["Resource"] == queue
+    read = _statement(template, "ReadFailedJobRecords")
+    assert read["Action"] == ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    assert read["Resource"] == queue
+    # Nothing else in the role touches SQS: the dead-letter queue is for an operator only.
+    sqs = [
+        s.get("Sid")
+        for s in _all_statements(template)
+        if any(a.startswith("sqs:") for a in _as_list(s["Action"]))
+    ]
+    assert sorted(sqs) == ["ReadFailedJobRecords", "SendFailedJobRecords"]
+
+
 def _bedrock_statements(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
     """The Bedrock statements as CloudFormation would resolve them for these parameter values."""
     document = props(template, "MainLambdaRole")["Policies"][0]["PolicyDocument"]["Statement"]
@@ -399,6 +445,8 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert management == ws.replace("wss://", "https://", 1)
     assert outputs["HttpApiUrl"]["Value"]["Fn::Sub"].startswith("https://${HttpApi}.execute-api.")
     assert outputs["MainLambdaArn"]["Value"] == {"Fn::GetAtt": ["MainLambda", "Arn"]}
+    assert outputs["FailedJobsQueueUrl"]["Value"] == {"Ref": "FailedJobsQueue"}
+    assert outputs["FailedJobsDeadLetterQueueUrl"]["Value"] == {"Ref": "FailedJobsDeadLetterQueue"}
 
 
 def test_checkov_skips_are_justified(template: dict[str, Any]) -> None:
@@ -533,6 +581,7 @@ def test_alarms_notify_the_topic_only_when_one_is_given(template: dict[str, Any]
         "HttpApi5xxAlarm",
         "ThrottledPostsAlarm",
         "AsyncFailuresAlarm",
+        "FailedJobsDeadLetterAlarm",
     }
     for name, alarm in alarms.items():
         actions = alarm["Properties"]["AlarmActions"]

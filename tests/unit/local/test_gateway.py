@@ -1006,6 +1006,51 @@ def test_lambda_event_invocation_without_retries_runs_once() -> None:
     assert calls == [1]
 
 
+def test_a_failed_event_invocation_comes_back_as_an_sqs_on_failure_record() -> None:
+    calls: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        calls.append(event)
+        if "Records" in event:
+            done.set()
+            return {"batchItemFailures": []}
+        raise RuntimeError("the job broke")
+
+    with gateway(handler, async_retries=1, async_retry_delay=0.01, async_on_failure=True) as running:
+        lambda_client(running).invoke(FunctionName="main-fn", InvocationType="Event", Payload=b'{"job": 3}')
+        assert done.wait(WAIT)
+        assert running.gateway.counters["async_failures"] == 1
+    assert calls[:2] == [{"job": 3}, {"job": 3}]
+    (record,) = calls[2]["Records"]
+    assert record["eventSource"] == "aws:sqs"
+    destination = json.loads(record["body"])
+    assert destination["requestPayload"] == {"job": 3}
+    assert destination["requestContext"]["condition"] == "RetriesExhausted"
+    assert destination["requestContext"]["approximateInvokeCount"] == 2
+    assert destination["requestContext"]["functionArn"].endswith(":function:main-fn:$LATEST")
+    assert destination["responsePayload"] == {"errorMessage": "the job broke", "errorType": "RuntimeError"}
+
+
+def test_without_an_on_failure_destination_a_failed_event_invocation_is_only_counted() -> None:
+    calls: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], _context: Any) -> None:
+        calls.append(event)
+        raise RuntimeError("fails")
+
+    with gateway(handler, async_retries=0) as running:
+        lambda_client(running).invoke(FunctionName="main-fn", InvocationType="Event", Payload=b"{}")
+        deadline = time.monotonic() + WAIT
+        while running.gateway.counters["async_failures"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        while running.gateway.runtime.running:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    assert calls == [{}]
+
+
 async def test_dropped_disconnect_is_never_invoked(caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
     caplog.set_level(logging.INFO, logger="selador.gateway")

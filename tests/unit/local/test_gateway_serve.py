@@ -65,6 +65,13 @@ def test_async_retries_come_from_the_template(tmp_path: Path) -> None:
     assert serve._async_retries(str(bare), "Fn") == 2  # Lambda's default
 
 
+def test_the_sqs_on_failure_destination_comes_from_the_template(tmp_path: Path) -> None:
+    assert serve._sqs_on_failure(str(REPO / "template.yaml"), "MainLambda") is True
+    bare = tmp_path / "t.yaml"
+    bare.write_text("Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties: {}\n")
+    assert serve._sqs_on_failure(str(bare), "Fn") is False
+
+
 def test_integration_timeout_comes_from_the_template_and_0_turns_it_off(tmp_path: Path) -> None:
     template = load_template(REPO / "template.yaml")  # TimeoutInMillis: 29000
     assert serve._integration_timeout(None, template) == 29.0
