@@ -59,6 +59,7 @@ def test_real_template_environment_resolves_parameters_and_lists_the_rest() -> N
         "MODEL_ARN": "us.anthropic.claude-sonnet-4-20250514-v1:0",
         "KNOWLEDGE_BASE_ID": "",
         "RUN_MODE": "async",
+        "LIMIT_RUNNING_ANSWERS": "0",
     }
     # A table name and an API id exist only once deployed; so does the JWT issuer (AuthIssuer has no
     # default), which keeps authentication off locally (AUTH_MODE unset means "none").
