@@ -16,31 +16,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from selador import metrics
+from selador.invocation import HTTP_ROUTES, WEBSOCKET_ROUTES, complete_context, route_of
 from selador.observability import logger
 
 if TYPE_CHECKING:
     # Only a type: importing Powertools' typing package at run time costs a cold start 2 ms.
     from aws_lambda_powertools.utilities.typing import LambdaContext
-
-WEBSOCKET_ROUTES: tuple[str, ...] = (
-    "$connect",
-    "$disconnect",
-    "$default",
-    "invoke",
-    "resume",
-    "cancel",
-    "ping",
-)
-"""The WebSocket route keys this handler serves (the template must define exactly these)."""
-
-HTTP_ROUTES: tuple[str, ...] = (
-    "POST /invoke",
-    "POST /runs",
-    "GET /runs/{request_id}",
-    "DELETE /runs/{request_id}",
-    "GET /health",
-)
-"""The HTTP routes this handler serves (the template must define exactly these)."""
 
 _WS_EVENT_TYPES = frozenset({"CONNECT", "MESSAGE", "DISCONNECT"})
 
@@ -90,53 +71,6 @@ def _is_sqs_event(event: Mapping[str, Any]) -> bool:
     )
 
 
-def route_of(kind: str, event: Any) -> str:
-    """The ``route`` dimension of an invocation's metrics.
-
-    Args:
-        kind: What :func:`classify` said.
-        event: The event.
-
-    Returns:
-        A WebSocket route key, an HTTP route (``POST /invoke``, ``GET /runs/{request_id}``), ``job``,
-        ``failed_job`` (the queue of failed jobs) or ``unknown``.
-    """
-    if kind == "job":
-        return "job"
-    if kind == "sqs":
-        return "failed_job"
-    if kind == "websocket":
-        route_key = event["requestContext"].get("routeKey")
-        # Unknown keys are answered like $default (routes.handle) and counted as it.
-        return route_key if route_key in WEBSOCKET_ROUTES else "$default"
-    if kind == "http":
-        return _http_route(event)
-    return "unknown"
-
-
-def _http_route(event: Mapping[str, Any]) -> str:
-    """One of :data:`HTTP_ROUTES`, or ``other``: a path must never become a dimension value.
-
-    The HTTP API's ``routeKey`` is the route (``GET /runs/{request_id}``); REST's is ``resource``;
-    a gateway that puts the concrete path there (``GET /runs/q-1``) is mapped back to its route.
-    """
-    method = event.get("httpMethod")
-    ctx = event.get("requestContext")
-    http = ctx.get("http") if isinstance(ctx, Mapping) else None
-    if isinstance(http, Mapping):
-        method = http.get("method")
-    candidates = [event.get("routeKey"), f"{method} {event.get('resource')}"]
-    path = http.get("path") if isinstance(http, Mapping) else event.get("path")
-    if isinstance(path, str):
-        parts = path.split("/")
-        template = "/runs/{request_id}" if len(parts) == 3 and parts[1] == "runs" and parts[2] else path
-        candidates.append(f"{method} {template}")
-    for candidate in candidates:
-        if candidate in HTTP_ROUTES:
-            return str(candidate)
-    return "other"
-
-
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The one entry point for every API Gateway event and internal job.
 
@@ -148,43 +82,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         The proxy response (``{"statusCode": …}``), ``{"batchItemFailures": […]}`` for an SQS batch,
         or, for unknown events, a 400 naming the problem.
     """
-    return _handle(event, _complete(context))
-
-
-_CONTEXT_DEFAULTS = {
-    "function_name": "",
-    "function_version": "$LATEST",
-    "memory_limit_in_mb": 0,
-    "invoked_function_arn": "",
-    "aws_request_id": "",
-    "log_group_name": "",
-    "log_stream_name": "",
-}
-
-
-class _CompletedContext:
-    """A context missing some of Lambda's attributes, with neutral values for them.
-
-    Lambda always passes every attribute; test doubles and some local tools do not, and the
-    logger's decorator reads them all before the handler's own error handling runs.
-    """
-
-    def __init__(self, context: Any) -> None:
-        self._context = context
-        for name, default in _CONTEXT_DEFAULTS.items():
-            setattr(self, name, getattr(context, name, default))
-
-    def get_remaining_time_in_millis(self) -> int:
-        getter = getattr(self._context, "get_remaining_time_in_millis", None)
-        return int(getter()) if callable(getter) else 900_000
-
-
-def _complete(context: Any) -> Any:
-    if all(hasattr(context, name) for name in _CONTEXT_DEFAULTS) and hasattr(
-        context, "get_remaining_time_in_millis"
-    ):
-        return context
-    return _CompletedContext(context)
+    return _handle(event, complete_context(context))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -260,3 +158,6 @@ def _dispatch(kind: str, event: Any, context: LambdaContext) -> dict[str, Any]:
         "statusCode": 400,
         "body": '{"error": "unrecognised event: expected an API Gateway WebSocket or HTTP proxy event"}',
     }
+
+
+__all__ = ["HTTP_ROUTES", "WEBSOCKET_ROUTES", "classify", "lambda_handler", "route_of"]
