@@ -69,14 +69,23 @@ def run(passes: int = 5) -> list[Result]:
         for request in requests:
             await orchestrator.run(request, CollectingSink(request.request_id))
 
+    def per_question_ms(batch: list[QueryRequest]) -> list[float]:
+        """CPU milliseconds of each request run alone, in order."""
+        timings = []
+        for request in batch:
+            started = time.process_time()
+            run_coroutine(orchestrator.run(request, CollectingSink(request.request_id)))
+            timings.append((time.process_time() - started) * 1000)
+        return timings
+
     run_coroutine(all_questions())  # warm-up: the index, the zoning table, imports
-    typical = statistics.median(_per_question_ms(requests, orchestrator, run_coroutine, CollectingSink))
+    typical = statistics.median(per_question_ms(requests))
     adversarial = [
         QueryRequest(question=q, query_type=t, request_id=f"a{i}-{t}")
         for i, q in enumerate(ADVERSARIAL)
         for t in ("general", "financing", "zoning")
     ]
-    worst = max(_per_question_ms(adversarial, orchestrator, run_coroutine, CollectingSink))
+    worst = max(per_question_ms(adversarial))
     samples = []
     for _ in range(passes):
         started = time.process_time()
@@ -101,15 +110,3 @@ def run(passes: int = 5) -> list[Result]:
             note=f"slowest of {len(adversarial)} adversarial: {worst:.1f} ms vs median {typical:.1f} ms",
         ),
     ]
-
-
-def _per_question_ms(
-    requests: list, orchestrator: object, run_coroutine: object, sink_class: type
-) -> list[float]:
-    """CPU milliseconds of each request run alone, in order."""
-    timings = []
-    for request in requests:
-        started = time.process_time()
-        run_coroutine(orchestrator.run(request, sink_class(request.request_id)))  # type: ignore[attr-defined,operator]
-        timings.append((time.process_time() - started) * 1000)
-    return timings

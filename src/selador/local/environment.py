@@ -9,7 +9,7 @@ overrides that point it at this machine (:func:`local_overrides`), then ``--env-
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +123,27 @@ def build_environment(
     return env
 
 
-def key_values(pairs: list[str], flag: str) -> dict[str, str]:
-    """``KEY=VALUE`` pairs as a dict; a malformed pair exits naming the flag and the pair."""
+def parse_pairs(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict (later ones win), for ``selador serve`` and ``invoke``.
+
+    Raises:
+        ValueError: naming ``flag`` and the pair, when one has no ``=`` or an empty name.
+    """
     result = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise SystemExit(f"selador serve: {flag} expects KEY=VALUE, got {pair!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
         result[name] = value
     return result
+
+
+def key_values(pairs: Sequence[str], flag: str) -> dict[str, str]:
+    """:func:`parse_pairs` for ``selador serve``: a malformed pair exits naming the flag and the pair."""
+    try:
+        return parse_pairs(pairs, flag)
+    except ValueError as exc:
+        raise SystemExit(f"selador serve: {exc}") from None
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:
@@ -186,5 +198,6 @@ __all__ = [
     "build_environment",
     "key_values",
     "local_overrides",
+    "parse_pairs",
     "read_env_file",
 ]

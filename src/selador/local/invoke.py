@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import unquote
 
+from selador.local.environment import parse_pairs
 from selador.local.runtime import HandlerLoadError, LambdaContext, function_arn, load_handler
 from selador.local.template import PSEUDO_PARAMETERS, TemplateConfig, TemplateError, load_template, load_yaml
 
@@ -300,11 +301,12 @@ def read_env_vars_file(path: str | Path, logical_id: str) -> dict[str, str]:
     return merged
 
 
-def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
+def parse_env_pairs(pairs: Sequence[str], flag: str = "--env") -> dict[str, str]:
     """``KEY=VALUE`` arguments as a dict (later ones win).
 
     Args:
         pairs: The arguments.
+        flag: The flag they came with, for the error.
 
     Returns:
         The variables.
@@ -312,13 +314,10 @@ def parse_env_pairs(pairs: Sequence[str]) -> dict[str, str]:
     Raises:
         UsageError: An argument has no ``=`` or an empty name.
     """
-    values: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise UsageError(f"--env needs KEY=VALUE, got {pair!r}")
-        values[name] = value
-    return values
+    try:
+        return parse_pairs(pairs, flag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _has_credentials(environ: Mapping[str, str]) -> bool:
@@ -543,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         event = _load_event(args.event)
         config: TemplateConfig | None = None
         template_path = Path(args.template)
-        overrides = parse_env_pairs(args.parameter)
+        overrides = parse_env_pairs(args.parameter, "--parameter")
         if template_path.is_file() or not args.handler:
             config = load_template(template_path, overrides, function_id=args.function)
         logical_id = config.function.logical_id if config else "Function"
