@@ -30,6 +30,10 @@ ON_DISCONNECT: tuple[str, ...] = ("continue", "cancel")
 """What a run does when its connection vanishes; the first is the default."""
 
 MAX_RUN_TOKEN_CHARS = 128
+MAX_SESSION_ID_CHARS = 64
+MAX_SESSION_TOKEN_CHARS = 128
+NEW_SESSION = "new"
+"""The ``session_id`` that asks the server to generate one."""
 
 
 class ProtocolError(ValueError):
@@ -62,6 +66,10 @@ class QueryRequest(BaseModel):
     query_type: str = QUERY_TYPES[0]
     request_id: str = Field(default_factory=new_request_id)
     on_disconnect: str = ON_DISCONNECT[0]
+    session_id: str | None = None
+    """The conversation this question belongs to (``"new"``: generate one); ``None``: none."""
+    session_token: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_TOKEN_CHARS)
+    """Anonymous owners only: the token the session's first ``accepted`` frame carried."""
 
     @field_validator("question")
     @classmethod
@@ -90,10 +98,15 @@ class QueryRequest(BaseModel):
     def _printable_request_id(cls, value: str) -> str:
         return _check_request_id(value)
 
+    @field_validator("session_id")
+    @classmethod
+    def _printable_session_id(cls, value: str | None) -> str | None:
+        return None if value is None else _check_request_id(value, MAX_SESSION_ID_CHARS)
 
-def _check_request_id(value: str) -> str:
-    if not 1 <= len(value) <= MAX_REQUEST_ID_CHARS:
-        raise ValueError(f"must be 1 to {MAX_REQUEST_ID_CHARS} characters")
+
+def _check_request_id(value: str, longest: int = MAX_REQUEST_ID_CHARS) -> str:
+    if not 1 <= len(value) <= longest:
+        raise ValueError(f"must be 1 to {longest} characters")
     if not value.isprintable() or any(ch.isspace() and ch != " " for ch in value):
         raise ValueError("must contain printable characters only")
     return value
@@ -159,7 +172,8 @@ def parse_query(payload: object) -> QueryRequest:
         ProtocolError: naming each offending field and its rule.
     """
     payload, safe_id = _object_with_strings(
-        payload, ("question", "context", "query_type", "request_id", "on_disconnect")
+        payload,
+        ("question", "context", "query_type", "request_id", "on_disconnect", "session_id", "session_token"),
     )
     try:
         return QueryRequest.model_validate(payload)
@@ -264,6 +278,8 @@ class _Frame(BaseModel):
     timestamp: float = Field(default_factory=time.time)
     request_id: str | None = None
     seq: int | None = None
+    session_id: str | None = None
+    """Every frame of a query asked in a session carries the session's id."""
 
     def to_json(self) -> str:
         """Serialise for the wire: compact JSON without ``None`` fields."""
@@ -282,6 +298,8 @@ class StatusFrame(_Frame):
     step: int | None = None
     run_token: str | None = None
     """``accepted`` only: the secret that lets its holder resume, cancel or read the run."""
+    session_token: str | None = None
+    """``accepted`` only, anonymous sessions: the secret that owns the session (send it back)."""
 
 
 class DeltaFrame(_Frame):
@@ -334,6 +352,8 @@ class ResultData(BaseModel):
     model: str = ""
     content_truncated: bool | None = None
     content_length: int | None = None
+    session_id: str | None = None
+    """The conversation the answer belongs to, when the query was asked in one."""
 
 
 class ResultFrame(_Frame):
@@ -349,7 +369,7 @@ class ErrorFrame(_Frame):
     type: Literal["error"] = "error"
     error: str
     code: str | None = None
-    """Machine-readable: ``bad_request``, ``unknown_action``, ``unknown_run``, ``model_error``…"""
+    """Machine-readable: ``bad_request``, ``unknown_action``, ``unknown_run``, ``session_busy``…"""
 
 
 class PongFrame(_Frame):

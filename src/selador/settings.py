@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         run_claim_ttl_seconds: How long a running request's claim lives if its run dies silently.
         run_log_ttl_seconds: How long a run and its frame log stay readable after the run ends.
         run_poll_ms: How often a running run checks for a cancel request or a resumed connection.
+        session_ttl_seconds: How long a conversation is kept after its last turn (30 days).
+        session_max_turns: Turns of a conversation in the model's context, the current question
+            included; older turns stay stored (``GET /sessions/{id}``) but leave the prompt.
         auth_mode: ``none`` (anyone may connect) or ``jwt`` (``$connect`` and ``POST /invoke`` need
             a valid JWT).
         auth_jwks_url: JWKS of the token issuer (Cognito:
@@ -146,6 +149,8 @@ class Settings(BaseSettings):
     run_claim_ttl_seconds: int = Field(default=900 + 60, ge=60)
     run_log_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
     run_poll_ms: int = Field(default=200, ge=20, le=5000)
+    session_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    session_max_turns: int = Field(default=20, ge=1, le=200)
 
     auth_mode: Literal["none", "jwt"] = "none"
     auth_jwks_url: str = ""

@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from strands.models import Model
     from strands.types.content import ContentBlock, Message
 
+    from selador.sessions.conversation import Conversation
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -290,8 +292,12 @@ class Orchestrator:
         """The agent spec for a ``query_type`` (see :data:`selador.agents.specs.QUERY_ROUTES`)."""
         return spec_for_query_type(query_type)
 
-    def build_agent(self, spec: AgentSpec) -> Agent:
-        """A fresh agent for one request: shared model, the spec's tools, no printing, tight retries."""
+    def build_agent(self, spec: AgentSpec, conversation: Conversation | None = None) -> Agent:
+        """A fresh agent for one request: shared model, the spec's tools, no printing, tight retries.
+
+        In a conversation the agent also gets the session's history (Strands restores it while
+        the agent is built) and stores each new message as it is added.
+        """
         return Agent(
             model=self.model,
             tools=[TOOLS[name] for name in spec.tool_names],
@@ -300,10 +306,16 @@ class Orchestrator:
             retry_strategy=build_retry_strategy(self.settings),
             name=spec.name,
             description=spec.description,
+            **(conversation.agent_options() if conversation is not None else {}),
         )
 
     async def run(
-        self, request: QueryRequest, sink: FrameSink, *, deadline: float | None = None
+        self,
+        request: QueryRequest,
+        sink: FrameSink,
+        *,
+        deadline: float | None = None,
+        conversation: Conversation | None = None,
     ) -> ResultData | None:
         """Answer one query, streaming frames to ``sink``; always ends with exactly one terminal frame.
 
@@ -311,6 +323,8 @@ class Orchestrator:
             request: The validated query.
             sink: Where the frames go; its ``cancel_signal`` stops the run when the client is gone.
             deadline: ``time.monotonic()`` value after which the run is stopped with a ``timeout`` error.
+            conversation: The session the question belongs to, if any: its history is the agent's,
+                and a completed answer is committed to it before the ``result`` frame.
 
         Returns:
             The result data sent in the ``result`` frame, or ``None`` when an ``error`` frame ended the run.
@@ -325,7 +339,10 @@ class Orchestrator:
             sink.send(
                 StatusFrame(stage="routed", agent=spec.name, message=f"Routed to the {spec.name} agent")
             )
-            agent = self.build_agent(spec)
+            if conversation is not None:
+                # Off the event loop: the store calls block (DynamoDB, or SQLite's lock).
+                await asyncio.to_thread(conversation.open, request.question)
+            agent = self.build_agent(spec, conversation)
             drive = asyncio.ensure_future(self._drive(agent, request, sink, state, tracker))
             if deadline is not None:
                 watchdog = asyncio.create_task(self._watchdog(deadline, agent, drive, timed_out, tracker))
@@ -372,8 +389,21 @@ class Orchestrator:
             )
 
         data = self._result_data(agent, spec, request, state, stop_reason, content, started)
+        if conversation is not None:
+            await self._commit(conversation, request, data)
         sink.send(ResultFrame(data=data))
         return data
+
+    @staticmethod
+    async def _commit(conversation: Conversation, request: QueryRequest, data: ResultData) -> None:
+        """Commit the turn; a failure is logged, and the answer still goes out (it was streamed)."""
+        try:
+            committed = await asyncio.to_thread(conversation.commit, request.question, data)
+        except Exception:
+            logger.exception("query %s: the turn could not be saved to its session", request.request_id)
+            committed = False
+        if not committed:
+            logger.warning("query %s: the turn is not part of its session", request.request_id)
 
     async def _drive(
         self, agent: Agent, request: QueryRequest, sink: FrameSink, state: RunState, tracker: _FrameTracker
@@ -472,7 +502,12 @@ def get_orchestrator(settings: Settings) -> Orchestrator:
 
 
 def run_query(
-    request: QueryRequest, sink: FrameSink, *, settings: Settings, deadline: float | None = None
+    request: QueryRequest,
+    sink: FrameSink,
+    *,
+    settings: Settings,
+    deadline: float | None = None,
+    conversation: Conversation | None = None,
 ) -> ResultData | None:
     """Answer a query synchronously (one event loop per invocation); see :meth:`Orchestrator.run`.
 
@@ -484,6 +519,7 @@ def run_query(
         sink: Where the frames go.
         settings: The container's settings.
         deadline: ``time.monotonic()`` value after which the run is stopped.
+        conversation: The session the question belongs to, if any.
 
     Returns:
         The result data, or ``None`` when the run ended with an error frame.
@@ -495,7 +531,7 @@ def run_query(
         code, text = classify_error(exc)
         sink.send(ErrorFrame(code=code, error=text))
         return None
-    return run_coroutine(orchestrator.run(request, sink, deadline=deadline))
+    return run_coroutine(orchestrator.run(request, sink, deadline=deadline, conversation=conversation))
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

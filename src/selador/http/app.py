@@ -1,4 +1,4 @@
-"""The HTTP API: ``POST /invoke`` (ask and wait), ``POST|GET|DELETE /runs`` (durable runs), ``GET /health``.
+"""The HTTP API: ``POST /invoke`` (ask and wait), ``/runs`` (durable runs), ``/sessions``, ``GET /health``.
 
 One Powertools ``Router`` holds the routes; an HTTP API (payload v2) resolver and a REST API (v1)
 resolver both include it, so either integration works. Domain errors map to status codes in one
@@ -28,9 +28,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
 from selador import __version__, metrics
-from selador.auth import AuthError, authenticate, authorizer_principal
 from selador.deps import get_dependencies
 from selador.http.budget import answer_deadline, gateway_deadline
+from selador.http.common import HttpError, authenticate_caller, error_response, header, json_response
+from selador.http.sessions import router as sessions_router
 from selador.observability import logger
 from selador.protocol import (
     MAX_MESSAGE_BYTES,
@@ -43,7 +44,6 @@ from selador.protocol import (
 from selador.runs.executor import launch
 from selador.runs.model import Refused, Started
 from selador.runs.service import STARTED_LATE_TEXT, Runs
-from selador.settings import Settings
 from selador.store.base import RunRecord
 
 router = Router()
@@ -52,6 +52,8 @@ ROUTE_METHODS: dict[str, tuple[str, ...]] = {
     "/invoke": ("POST",),
     "/runs": ("POST",),
     "/runs/{request_id}": ("GET", "DELETE"),
+    "/sessions": ("GET",),
+    "/sessions/{session_id}": ("GET", "DELETE"),
     "/health": ("GET",),
 }
 """Every path the HTTP API serves and its methods (for 405 answers)."""
@@ -66,29 +68,6 @@ _ERROR_STATUS = {
     "knowledge_base_error": HTTPStatus.BAD_GATEWAY,
     "rate_limited": HTTPStatus.TOO_MANY_REQUESTS,
 }
-
-
-class HttpError(Exception):
-    """A client-facing failure with its status, a safe message and optional headers."""
-
-    def __init__(
-        self, status: HTTPStatus, message: str, code: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers
-
-
-def _error(
-    status: HTTPStatus, message: str, code: str, headers: dict[str, str] | None = None
-) -> Response[str]:
-    return Response(
-        status_code=status.value,
-        content_type="application/json",
-        body=json.dumps({"error": message, "code": code}),
-        headers=headers,
-    )
 
 
 @router.get("/health")
@@ -128,7 +107,8 @@ def invoke() -> Response[str]:
         code = failure.get("code") or "internal_error"
         message = failure.get("error") or "The query failed"
         raise HttpError(_ERROR_STATUS.get(code, HTTPStatus.INTERNAL_SERVER_ERROR), message, code)
-    return _json(200, {"data": json.loads(run.result or "{}"), "request_id": request.request_id})
+    body = {"data": json.loads(run.result or "{}"), "request_id": request.request_id}
+    return json_response(200, body | _session_fields(started))
 
 
 @router.post("/runs")
@@ -156,7 +136,7 @@ def run_status(request_id: str) -> Response[str]:
         body["error"] = json.loads(run.result or "{}")
     elif not run.active:
         body["result"] = json.loads(run.result or "{}")
-    return _json(200, body)
+    return json_response(200, body)
 
 
 @router.delete("/runs/<request_id>")
@@ -168,7 +148,7 @@ def cancel_run(request_id: str) -> Response[str]:
         raise _unknown_run(run.request_id)
     if outcome == "not_running":
         raise HttpError(HTTPStatus.CONFLICT, f"run {run.request_id!r} has already ended", "not_running")
-    return _json(202, {"request_id": run.request_id, "status": "cancelling"})
+    return json_response(202, {"request_id": run.request_id, "status": "cancelling"})
 
 
 def _read_query() -> tuple[str | None, QueryRequest]:
@@ -176,8 +156,8 @@ def _read_query() -> tuple[str | None, QueryRequest]:
     event = router.current_event
     deps = get_dependencies()
     # Before anything else, so an anonymous caller learns nothing about the endpoint.
-    principal = _authenticate(event.raw_event, deps.settings)
-    content_type = _header(event.headers, "content-type")
+    principal = authenticate_caller(event.raw_event, deps.settings)
+    content_type = header(event.headers, "content-type")
     if not content_type:
         raise HttpError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json", "bad_request"
@@ -205,7 +185,12 @@ def _read_query() -> tuple[str | None, QueryRequest]:
             "bad_request",
         ) from None
     try:
-        request = parse_query(decode_json(text))
+        payload = decode_json(text)
+        session_token = header(event.headers, "x-session-token")
+        if isinstance(payload, dict) and session_token and payload.get("session_token") is None:
+            # The header is the HTTP way to send it; the body (as on WebSocket) wins when both are there.
+            payload = payload | {"session_token": session_token}
+        request = parse_query(payload)
     except ProtocolError as exc:
         raise HttpError(HTTPStatus.BAD_REQUEST, str(exc), "bad_request") from None
     logger.thread_safe_append_keys(request_id=request.request_id, query_type=request.query_type)
@@ -266,9 +251,9 @@ def _launch(runs: Runs, started: Started, request: QueryRequest) -> None:
 def _find_run(request_id: str) -> tuple[Runs, RunRecord]:
     event = router.current_event
     deps = get_dependencies()
-    principal = _authenticate(event.raw_event, deps.settings)
+    principal = authenticate_caller(event.raw_event, deps.settings)
     # Not unquoted again: HTTP APIs (and the local gateway) hand the parameter over decoded.
-    token = _header(event.headers, "x-run-token")
+    token = header(event.headers, "x-run-token")
     runs = Runs(deps)
     run = runs.lookup(request_id, principal=principal, token=token)
     if run is None:
@@ -287,53 +272,33 @@ def _unknown_run(request_id: str) -> HttpError:
 
 def _accepted(started: Started) -> Response[str]:
     request_id = started.run.request_id
-    return _json(
+    return json_response(
         202,
-        {"request_id": request_id, "run_token": started.token, "status": "running"},
+        {"request_id": request_id, "run_token": started.token, "status": "running"}
+        | _session_fields(started),
         {"Location": f"/runs/{quote(request_id, safe='')}"},
     )
 
 
-def _json(status: int, body: Mapping[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(
-        status_code=status, content_type="application/json", body=json.dumps(body), headers=headers
-    )
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def _authenticate(raw_event: Mapping[str, Any], settings: Settings) -> str | None:
-    """The caller's principal; with ``AUTH_MODE=jwt`` a valid bearer token is required.
-
-    The template's JWT authorizer already checked the token (in AWS, and in the local gateway with
-    ``AUTH_MODE=jwt``); checking again here costs microseconds (keys are cached) and is what
-    protects an API deployed without the authorizer.
-    """
-    try:
-        principal = authenticate(raw_event, settings, allow_query=False)
-    except AuthError as exc:
-        challenge = "Bearer" if exc.status == HTTPStatus.UNAUTHORIZED else 'Bearer error="invalid_token"'
-        code = {401: "unauthorized", 403: "forbidden"}.get(exc.status.value, "unavailable")
-        raise HttpError(exc.status, exc.reason, code, {"WWW-Authenticate": challenge}) from None
-    if principal is not None:
-        logger.info("authenticated", extra={"principal": principal.subject})
-        return principal.subject
-    return authorizer_principal(raw_event)
+def _session_fields(started: Started) -> dict[str, str]:
+    """``session_id`` for a query asked in a session, and ``session_token`` for an anonymous owner."""
+    fields: dict[str, str] = {}
+    if started.run.session_id is not None:
+        fields["session_id"] = started.run.session_id
+    if started.session_token is not None:
+        fields["session_token"] = started.session_token
+    return fields
 
 
 def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     app.include_router(router)
+    app.include_router(sessions_router)
 
     @app.exception_handler(HttpError)
     def _http_error(exc: HttpError) -> Response[str]:
         logger.info("request rejected", extra={"status": exc.status.value, "error": str(exc)})
         metrics.error(exc.code)
-        return _error(exc.status, str(exc), exc.code, exc.headers)
+        return error_response(exc.status, str(exc), exc.code, exc.headers)
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:
@@ -341,19 +306,19 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
         allowed = ROUTE_METHODS.get(_route_of(path))
         metrics.error("method_not_allowed" if allowed else "not_found")
         if allowed:
-            return _error(
+            return error_response(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 f"method not allowed on {path}: use {', '.join(allowed)}",
                 "method_not_allowed",
                 {"Allow": ", ".join(allowed)},
             )
-        return _error(HTTPStatus.NOT_FOUND, f"no route for {path[:100]}", "not_found")
+        return error_response(HTTPStatus.NOT_FOUND, f"no route for {path[:100]}", "not_found")
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response[str]:
         logger.exception("unhandled error in the HTTP API")
         metrics.error("internal_error")
-        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "internal_error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error", "internal_error")
 
 
 def _route_of(path: str) -> str:
@@ -361,6 +326,8 @@ def _route_of(path: str) -> str:
     parts = path.split("/")
     if len(parts) == 3 and parts[1] == "runs" and parts[2]:
         return "/runs/{request_id}"
+    if len(parts) == 3 and parts[1] == "sessions" and parts[2]:
+        return "/sessions/{session_id}"
     return path
 
 
@@ -372,7 +339,7 @@ def _path(event: Mapping[str, Any]) -> str:
 
 _CORS = CORSConfig(
     allow_origin="*",
-    allow_headers=["Content-Type", "Authorization", "X-Run-Token"],
+    allow_headers=["Content-Type", "Authorization", "X-Run-Token", "X-Session-Token"],
     expose_headers=["Location"],
     max_age=600,
 )

@@ -96,7 +96,14 @@ def execute(deps: Dependencies, context: Any, run_id: str, request: QueryRequest
             from selador.tracing import ensure_tracing
 
             ensure_tracing(settings)
-        data = run_query(request, sender, settings=settings, deadline=deadline(context))
+        conversation = None
+        if run.session_id is not None and run.session_owner is not None:
+            from selador.sessions.conversation import Conversation
+
+            conversation = Conversation(deps.store, settings, run.session_owner, run.session_id)
+        data = run_query(
+            request, sender, settings=settings, deadline=deadline(context), conversation=conversation
+        )
     except Exception:  # noqa: BLE001 - every failure still ends the run with one terminal frame
         logger.exception("run failed")
         sender.send(ErrorFrame(code="internal_error", error=INTERNAL_ERROR_TEXT))

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from selador.protocol import TERMINAL_TYPES, ErrorFrame, ResultData, ResultFrame, _Frame
 from selador.store.base import RUN_ACTIVE_STATUSES, RunFinish, RunRecord
@@ -63,6 +64,23 @@ def token_matches(run: RunRecord, token: str) -> bool:
     if len(parts) != 3 or parts[1] != run.run_id:
         return False
     return hmac.compare_digest(_digest(parts[2]), run.token_digest)
+
+
+FrameT = TypeVar("FrameT", bound=_Frame)
+
+
+def stamp(frame: FrameT, run: RunRecord, seq: int) -> FrameT:
+    """``frame`` as the run posts it: its ``request_id``, ``seq`` and, in a session, ``session_id``.
+
+    A ``result`` in a session carries the id in its data too, so ``POST /invoke`` and ``GET
+    /runs/{id}`` (which answer with the data alone) say which conversation the answer joined.
+    """
+    update: dict[str, object] = {"request_id": run.request_id, "seq": seq}
+    if run.session_id is not None:
+        update["session_id"] = run.session_id
+        if isinstance(frame, ResultFrame):
+            update["data"] = frame.data.model_copy(update={"session_id": run.session_id})
+    return frame.model_copy(update=update)
 
 
 def _joined(*parts: str) -> str:
@@ -129,7 +147,7 @@ class Refused:
     """A query that was not started.
 
     Attributes:
-        code: ``duplicate_request`` or ``rate_limited``.
+        code: ``duplicate_request``, ``session_busy`` or ``rate_limited``.
         message: Safe to show the client.
         retry_after: Seconds until a limit may admit a query again, when known.
     """
@@ -147,11 +165,13 @@ class Started:
         run: The ``pending`` run record.
         token: The run token (only its digest is stored).
         accepted: The ``accepted`` frame (seq 1) as logged, to post to the client.
+        session_token: An anonymous session's token (to return to the caller), else ``None``.
     """
 
     run: RunRecord
     token: str
     accepted: str
+    session_token: str | None = None
 
 
 def cancelled_frame(data: ResultData | None = None) -> ResultFrame:

@@ -33,7 +33,7 @@ from typing import Any
 from selador.observability import logger
 from selador.protocol import DeltaFrame, ErrorFrame, ResultFrame, _Frame
 from selador.runs.frames import fit_frame
-from selador.runs.model import terminal_finish
+from selador.runs.model import stamp, terminal_finish
 from selador.store.base import RunFinish, RunRecord, Store
 from selador.websocket.management import ConnectionGone, ManagementApi, PostFailed
 
@@ -231,7 +231,7 @@ class RunSender:
 
     def _enqueue_locked(self, frame: _Frame) -> None:
         self._seq += 1
-        stamped = frame.model_copy(update={"request_id": self.request_id, "seq": self._seq})
+        stamped = stamp(frame, self.run, self._seq)
         self.stats.frames_queued += 1
         self._queue.put(stamped)
         self._wake.set()

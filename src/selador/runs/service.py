@@ -45,10 +45,12 @@ from selador.runs.model import (
     new_run_id,
     new_run_token,
     run_name,
+    stamp,
     terminal_finish,
     token_matches,
     token_run_id,
 )
+from selador.sessions.service import Opening, Sessions
 from selador.store.base import RUN_ACTIVE_STATUSES, RunRecord
 from selador.websocket.management import ConnectionGone, PostFailed
 
@@ -114,8 +116,16 @@ class Runs:
         now = time.time()
         run_id = new_run_id()
         token, digest = new_run_token(run_id)
+        sessions = Sessions(self.store, self.settings)
+        opening = sessions.resolve(request, principal) if request.session_id is not None else None
         accepted = StatusFrame(
-            stage="accepted", message=ACCEPTED_TEXT, request_id=request.request_id, seq=1, run_token=token
+            stage="accepted",
+            message=ACCEPTED_TEXT,
+            request_id=request.request_id,
+            seq=1,
+            run_token=token,
+            session_id=opening.session_id if opening else None,
+            session_token=opening.token if opening else None,
         ).to_json()
         lease = now + PENDING_LEASE_S
         # The name (how a principal finds the run) lives as long as the record does at creation, so
@@ -135,15 +145,19 @@ class Runs:
             endpoint=endpoint,
             listener_id=new_listener_id() if connection_id else None,
             on_disconnect=request.on_disconnect,
+            session_id=opening.session_id if opening else None,
+            session_owner=opening.owner if opening else None,
         )
         # Everything that needs no store is built above: under load the writes below wait their
         # turn for the store, and SQLite makes them one transaction with one wait.
         claims: list[tuple[str, str]] = []
         try:
             with self.store.grouped():
-                refused = self._admit(request, principal, scope, limit_subject, claims)
+                refused = self._admit(request, principal, scope, limit_subject, claims, opening)
                 if refused is not None:
                     return refused
+                if opening is not None and opening.record is None:
+                    sessions.create(opening, request.question)
                 run = replace(run, claims=tuple(claims))
                 self.store.create_run(
                     run, name=run_name(principal, request.request_id) if principal else None
@@ -154,7 +168,9 @@ class Runs:
             raise
         logger.info("run accepted", extra={"run_id": run_id, "principal": principal})
         metrics.count("QueriesStarted")
-        return Started(run=run, token=token, accepted=accepted)
+        return Started(
+            run=run, token=token, accepted=accepted, session_token=opening.token if opening else None
+        )
 
     def _admit(
         self,
@@ -163,8 +179,12 @@ class Runs:
         scope: str | None,
         limit_subject: str | None,
         claims: list[tuple[str, str]],
+        opening: Opening | None,
     ) -> Refused | None:
-        """Take the duplicate guard and the limits' slot into ``claims``; a refusal holds nothing."""
+        """Take the duplicate guard, the session's busy guard and the limits' slot into ``claims``.
+
+        A refusal holds nothing.
+        """
         settings = self.settings
         if scope is not None:
             # The duplicate check comes first: a resent running id is a duplicate, not a new query,
@@ -178,6 +198,19 @@ class Runs:
                     f"request_id {request.request_id!r} is already running {where}; send resume to follow it",
                 )
             claims.append((key, owner))
+        if opening is not None:
+            # Like the duplicate check, before the limits: a query that cannot run in its session
+            # must not count against them.
+            owner = self.store.claim(opening.busy_key, settings.run_claim_ttl_seconds)
+            if owner is None:
+                self._release(claims)
+                claims.clear()
+                return Refused(
+                    "session_busy",
+                    f"a query is already running in session {opening.session_id!r}; "
+                    "wait for its result or cancel it",
+                )
+            claims.append((opening.busy_key, owner))
         cap = settings.limit_running_answers
         if cap:
             # Every run, whoever started it (anonymous HTTP callers have no other limit): the
@@ -248,7 +281,7 @@ class Runs:
         last = 0
         for seq, _ in self.iter_frames(run.run_id):
             last = seq
-        stamped = frame.model_copy(update={"request_id": run.request_id, "seq": last + 1})
+        stamped = stamp(frame, run, last + 1)
         finish = terminal_finish(
             stamped, expect_status=expect_status, log_ttl_s=self.settings.run_log_ttl_seconds
         )

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from selador.store.sessions import SessionStore
+
 RUN_ACTIVE_STATUSES = frozenset({"pending", "running"})
 """A run is ``pending`` until an executor takes it, then ``running``."""
 RUN_FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -152,7 +154,9 @@ class RunRecord:
         ended_at: Epoch seconds of the terminal frame.
         result: JSON text of how the run ended (the ``result`` frame's data, or ``{"code", "error"}``).
         claims: ``(key, owner)`` pairs of the claims the run holds (duplicate guard, concurrency
-            slot); whoever ends the run releases them.
+            slot, session busy guard); whoever ends the run releases them.
+        session_id: The conversation the query was asked in, or ``None``.
+        session_owner: That session's owner (``p:<principal>`` or ``t:<token digest>``).
     """
 
     run_id: str
@@ -172,6 +176,8 @@ class RunRecord:
     ended_at: float | None = None
     result: str | None = None
     claims: tuple[tuple[str, str], ...] = ()
+    session_id: str | None = None
+    session_owner: str | None = None
 
     @property
     def active(self) -> bool:
@@ -274,5 +280,5 @@ class RunStore(abc.ABC):
         """
 
 
-class Store(ConnectionStore, RunStore, abc.ABC):
+class Store(ConnectionStore, RunStore, SessionStore, abc.ABC):
     """Everything the backend keeps: connections, claims, counters, runs and their frame logs."""

@@ -34,6 +34,8 @@ _RUN_KINDS: dict[str, str] = {
     "ended_at": "N",
     "result": "S",
     "claims": "CLAIMS",
+    "session_id": "S",
+    "session_owner": "S",
 }
 
 
