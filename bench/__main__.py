@@ -26,7 +26,17 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 from bench import results as results_module
 from bench.results import Result, skipped
 
-GROUPS = ("cold_start", "memory", "streaming", "responder", "concurrency", "resume", "cancel", "bundle")
+GROUPS = (
+    "cold_start",
+    "memory",
+    "streaming",
+    "responder",
+    "concurrency",
+    "resume",
+    "cancel",
+    "sessions",
+    "bundle",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             "cancel (cancel to terminal frame)",
             [("cancel.latency.p95", "ms", cancel.CANCEL_P95_MS)],
             lambda: cancel.cancel(cancel_runs, env, isolation=args.isolation),
+        )
+    if "sessions" in groups:
+        from bench import sessions
+
+        attempt(
+            "sessions (a question in a 20-turn session over one alone)",
+            [("sessions.history_overhead.p50", "ms", sessions.HISTORY_OVERHEAD_P50_MS)],
+            lambda: sessions.run(10 if quick else 40),
         )
     if "bundle" in groups:
         from bench import bundle

@@ -38,6 +38,9 @@ HTTP_ROUTES = (
     ("POST", "/runs"),
     ("GET", "/runs/{request_id}"),
     ("DELETE", "/runs/{request_id}"),
+    ("GET", "/sessions"),
+    ("GET", "/sessions/{session_id}"),
+    ("DELETE", "/sessions/{session_id}"),
     ("GET", "/health"),
 )
 """The template's HTTP API routes (``GET /runs/{request_id}`` reads a run's status and log size)."""

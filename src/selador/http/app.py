@@ -226,7 +226,7 @@ def _start(runs: Runs, request: QueryRequest, principal: str | None) -> Started:
         limit_subject=f"user:{principal}" if principal else None,
     )
     if isinstance(outcome, Refused):
-        if outcome.code == "duplicate_request":
+        if outcome.code in ("duplicate_request", "session_busy"):
             raise HttpError(HTTPStatus.CONFLICT, outcome.message, outcome.code)
         headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
         raise HttpError(HTTPStatus.TOO_MANY_REQUESTS, outcome.message, outcome.code, headers)

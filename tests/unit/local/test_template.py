@@ -90,6 +90,9 @@ def test_real_template_routes_and_stage() -> None:
         ("POST", "/runs"),
         ("GET", "/runs/{request_id}"),
         ("DELETE", "/runs/{request_id}"),
+        ("GET", "/sessions"),
+        ("GET", "/sessions/{session_id}"),
+        ("DELETE", "/sessions/{session_id}"),
         ("GET", "/health"),
     )
     assert config.stage_name == "production"
@@ -560,6 +563,9 @@ def test_real_template_jwt_authorizer_protects_all_but_health() -> None:
         ("POST", "/runs"),
         ("GET", "/runs/{request_id}"),
         ("DELETE", "/runs/{request_id}"),
+        ("GET", "/sessions"),
+        ("GET", "/sessions/{session_id}"),
+        ("DELETE", "/sessions/{session_id}"),
     }
     assert set(routes.values()) == {JwtRouteAuth("OidcJwt", "$request.header.Authorization", ())}
 
