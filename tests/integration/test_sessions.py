@@ -253,7 +253,7 @@ def test_a_failed_turn_is_not_part_of_the_conversation(
     last = ask(aws, context, "What did I ask before?", session_id="flaky", session_token=session_token)
     content = last[-1]["data"]["content"]
     assert "What is the FAR in LR2?" in content and "NC2" not in content
-    status, transcript = http(context, "GET", "/sessions/flaky", **{"x-session-token": session_token})
+    _status, transcript = http(context, "GET", "/sessions/flaky", **{"x-session-token": session_token})
     assert [t["question"] for t in transcript["turns"]] == [
         "What is the FAR in LR2?",
         "What did I ask before?",
@@ -282,5 +282,5 @@ def test_concurrent_questions_in_one_session_run_one_at_a_time(aws: Aws, context
     answered = [f for f in ends if f["type"] == "result"]
     busy = [f for f in ends if f.get("code") == "session_busy"]
     assert len(answered) >= 1 and len(answered) + len(busy) == len(conns)
-    status, transcript = http(context, "GET", "/sessions/race", **{"x-session-token": session_token})
+    _status, transcript = http(context, "GET", "/sessions/race", **{"x-session-token": session_token})
     assert len(transcript["turns"]) == 1 + len(answered)
