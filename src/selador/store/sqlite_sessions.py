@@ -84,15 +84,18 @@ class SqliteSessionsMixin:
             record: The record, stored as given.
 
         Returns:
-            ``False`` when an unexpired session exists (nothing changed).
+            ``False`` when an unexpired session of another generation exists (nothing changed). One
+            of the same generation is this very record, stored by an earlier call (generations
+            are random per creation): ``True``, as the DynamoDB store must answer a resent request.
 
         Raises:
             ValueError: ``record.generation`` is not a token of letters, digits, ``-`` and ``_``.
         """
         check_generation(record.generation)
         with self._writing(transaction=True):
-            if self._get_session_locked(record.owner, record.session_id) is not None:
-                return False
+            current = self._get_session_locked(record.owner, record.session_id)
+            if current is not None:
+                return current.generation == record.generation
             self._conn.execute(
                 "DELETE FROM session_items WHERE owner = ? AND session_id = ?",
                 (record.owner, record.session_id),
