@@ -506,6 +506,16 @@ def test_the_last_full_page_has_no_cursor(store: Store, clock: FakeClock) -> Non
     assert store.list_sessions("p:nobody", 5) == ([], None)
 
 
+def test_a_cursor_outlives_the_session_it_points_after(store: Store, clock: FakeClock) -> None:
+    newest_first = sessions_used_in_order(store, clock, 5)
+    page, cursor = store.list_sessions(OWNER, 2)
+    assert [r.session_id for r in page] == newest_first[:2] and cursor is not None
+    assert store.delete_session(OWNER, newest_first[1]) is True
+    page, cursor = store.list_sessions(OWNER, 2, cursor)
+    assert [r.session_id for r in page] == newest_first[2:4] and cursor is not None
+    assert store.list_sessions(OWNER, 2, cursor) == ([store.get_session(OWNER, newest_first[4])], None)
+
+
 def test_a_committed_turn_moves_a_session_to_the_front(store: Store, clock: FakeClock) -> None:
     newest_first = sessions_used_in_order(store, clock, 3)
     oldest = store.get_session(OWNER, newest_first[-1])
