@@ -18,6 +18,10 @@ _COUNTER = "ctr#"
 _RUN = "run#"
 _RUN_NAME = "runname#"
 _FRAME = "frame#"
+_SESSION = "sess#"
+_SESSION_AGENT = "sagent#"
+_SESSION_MESSAGE = "smsg#"
+_SESSION_TURN = "sturn#"
 
 _CONDITIONAL_FAILED = "ConditionalCheckFailedException"
 

@@ -2,7 +2,9 @@
 
 Besides connections, the store keeps *runs* (one query's durable state: who owns it, who listens,
 whether it was asked to stop, how it ended) and each run's *frame log* (every frame with a ``seq``,
-in order), so a run outlives the connection and the Lambda invocation that started it.
+in order), so a run outlives the connection and the Lambda invocation that started it. It also
+keeps *sessions* (conversations and their history, :mod:`selador.store.sessions`), so a
+conversation outlives every run that added a turn to it.
 """
 
 from __future__ import annotations
@@ -281,4 +283,9 @@ class RunStore(abc.ABC):
 
 
 class Store(ConnectionStore, RunStore, SessionStore, abc.ABC):
-    """Everything the backend keeps: connections, claims, counters, runs and their frame logs."""
+    """Everything the backend keeps.
+
+    Connections, claims and counters (:class:`ConnectionStore`), runs and their frame logs
+    (:class:`RunStore`), and sessions with their agent records, messages and committed turns
+    (:class:`~selador.store.sessions.SessionStore`).
+    """

@@ -13,14 +13,31 @@ Item layout (every item carries ``expires_at``, whole epoch seconds, which doubl
 * ``frame#<run id>#<seq>``: ``data`` (the frame's JSON text) and ``expires_at``. ``seq`` is written in
   plain decimal; it is the part after the last ``#``, so keys stay unique whatever the run id holds.
 
+Sessions key everything by ``<h>``, the SHA-256 hex of ``owner``, NUL, ``session_id`` (owners and ids
+may hold ``#``), and their children also by the session's ``<generation>`` (letters, digits, ``-``,
+``_``: never ``#``):
+
+* ``sess#<h>``: one attribute per :class:`~selador.store.sessions.SessionRecord` field; ``agents``, a
+  string set of the agent ids stored so far (so a delete finds their items); and ``sess_owner``
+  (the owner) and ``sess_used`` (``last_used_at``), the keys of the sparse global secondary index
+  ``SessionsByOwner`` (HASH ``sess_owner``, RANGE ``sess_used``, projection ALL) that lists an
+  owner's sessions, newest first. Only session items have those two attributes.
+* ``sagent#<h>#<generation>#<agent id>``: ``data`` (the Strands agent record's JSON text).
+* ``smsg#<h>#<generation>#<agent id>#<message id>``: ``data`` (one Strands message's JSON text).
+* ``sturn#<h>#<generation>#<index>``: one attribute per :class:`~selador.store.sessions.TurnRecord`
+  field (``index``, ``question``, ``answer``, ``agent``, ``sources``, ``created_at``), written in
+  one transaction with the session item's update.
+
 DynamoDB's TTL sweeper deletes expired items lazily (often within minutes, sometimes days later), so
 every read and every conditional write here compares ``expires_at`` with the clock itself. An item
 is expired when ``expires_at <= now``, the same rule as the SQLite store.
 
 Module layout: this module holds :class:`DynamoDbStore` with the connection, claim and counter
 methods; the run and frame-log methods come from :class:`~selador.store.dynamodb_runs.DynamoRunsMixin`,
-run items and expressions from :mod:`selador.store.dynamodb_run_items`, and the helpers both halves
-share from :mod:`selador.store._dynamo`. Callers import everything from this module, which
+run items and expressions from :mod:`selador.store.dynamodb_run_items`, the session methods from
+:class:`~selador.store.dynamodb_sessions.DynamoSessionsMixin`, session keys, items and the index from
+:mod:`selador.store.dynamodb_session_items`, and the helpers every part shares from
+:mod:`selador.store._dynamo`. Callers import everything from this module, which
 re-exports the public run-item helpers.
 """
 
@@ -44,6 +61,12 @@ from selador.store._dynamo import (
 from selador.store.base import ConnectionRecord, Store
 from selador.store.dynamodb_run_items import run_from_item, run_to_item
 from selador.store.dynamodb_runs import DynamoRunsMixin
+from selador.store.dynamodb_session_items import (
+    SESSIONS_INDEX,
+    SESSIONS_INDEX_ATTRIBUTES,
+    ensure_sessions_index,
+)
+from selador.store.dynamodb_sessions import DynamoSessionsMixin
 from selador.store.runs import new_owner
 
 __all__ = ["DynamoDbStore", "record_from_item", "record_to_item", "run_from_item", "run_to_item"]
@@ -97,12 +120,13 @@ def record_from_item(item: dict[str, Any]) -> ConnectionRecord:
     )
 
 
-class DynamoDbStore(DynamoRunsMixin, Store):
+class DynamoDbStore(DynamoRunsMixin, DynamoSessionsMixin, Store):
     """A :class:`~selador.store.base.Store` in one DynamoDB table.
 
     Args:
         client: A boto3 DynamoDB *client* (thread-safe; shared by all invocations of the container).
-        table_name: The table; partition key ``pk`` (string), TTL on ``expires_at``.
+        table_name: The table; partition key ``pk`` (string), TTL on ``expires_at``, and the
+            ``SessionsByOwner`` index.
         now: Clock returning epoch seconds; tests inject a fake one.
     """
 
@@ -112,12 +136,15 @@ class DynamoDbStore(DynamoRunsMixin, Store):
         self._now = now
         # Pauses between retries of unprocessed keys and transaction conflicts; tests replace it.
         self._sleep: Callable[[float], None] = time.sleep
+        # (session hash, generation, agent id) recorded on their session item by this process.
+        self._recorded_agents: set[tuple[str, str, str]] = set()
 
     def create_table_if_missing(self) -> bool:
-        """Create the table (on-demand, ``pk`` HASH) with TTL on ``expires_at``, for tests and local use.
+        """Create the table (on-demand, ``pk`` HASH, the sessions index) with TTL on ``expires_at``.
 
         Deployed stacks create the table in their template; this is for moto, DynamoDB Local and
-        ad-hoc accounts. Safe to race: a concurrent creator's table is accepted.
+        ad-hoc accounts. Safe to race: a concurrent creator's table is accepted. A table created
+        before sessions existed gains the ``SessionsByOwner`` index.
 
         Returns:
             ``True`` when this call created the table.
@@ -130,8 +157,12 @@ class DynamoDbStore(DynamoRunsMixin, Store):
             try:
                 client.create_table(
                     TableName=self.table_name,
-                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                    AttributeDefinitions=[
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        *SESSIONS_INDEX_ATTRIBUTES,
+                    ],
                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                    GlobalSecondaryIndexes=[SESSIONS_INDEX],
                     BillingMode="PAY_PER_REQUEST",
                 )
                 created = True
@@ -140,6 +171,7 @@ class DynamoDbStore(DynamoRunsMixin, Store):
             client.get_waiter("table_exists").wait(
                 TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
             )
+        ensure_sessions_index(client, self.table_name)
         ttl = client.describe_time_to_live(TableName=self.table_name)["TimeToLiveDescription"]
         # Enabling twice is a ValidationException, hence the check; ENABLING counts as done.
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

@@ -2,7 +2,8 @@
 
 Module layout: this module holds :class:`SqliteStore` with the connection, WAL, the locks,
 :meth:`~SqliteStore.grouped` and the connection, claim and counter methods; the run and frame-log
-methods come from :class:`~selador.store.sqlite_runs.SqliteRunsMixin`, the tables and the connection
+methods come from :class:`~selador.store.sqlite_runs.SqliteRunsMixin`, the session methods from
+:class:`~selador.store.sqlite_sessions.SqliteSessionsMixin`, the tables and the connection
 record's JSON from :mod:`selador.store.sqlite_schema`. Callers import everything from this module,
 which re-exports the record helpers.
 """
@@ -32,6 +33,7 @@ from selador.store.sqlite_schema import (
     record_from_json,
     record_to_json,
 )
+from selador.store.sqlite_sessions import SqliteSessionsMixin
 
 __all__ = ["SqliteStore", "record_from_json", "record_to_json"]
 
@@ -43,7 +45,7 @@ def _expiry(now: float, ttl_seconds: int) -> int:
     return math.ceil(now + ttl_seconds)
 
 
-class SqliteStore(SqliteRunsMixin, Store):
+class SqliteStore(SqliteRunsMixin, SqliteSessionsMixin, Store):
     """A :class:`~selador.store.base.Store` in one SQLite file (or ``:memory:``).
 
     One connection is shared by all threads behind a lock (the local gateway runs invocations in

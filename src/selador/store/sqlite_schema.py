@@ -63,8 +63,48 @@ _SCHEMA = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS run_frames_expires_at ON run_frames (expires_at)",
+    # Sessions: the record as JSON, with the columns the listing orders and filters by.
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        owner TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        last_used_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (owner, session_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS sessions_by_owner ON sessions (owner, last_used_at, session_id)",
+    "CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions (expires_at)",
+    # A session's children: kind 'agent' (n 0), 'message' (n the message id) or 'turn' (agent_id
+    # '', n the turn index), each under the generation of the record that wrote it.
+    """
+    CREATE TABLE IF NOT EXISTS session_items (
+        owner TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        generation TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (owner, session_id, generation, kind, agent_id, n)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS session_items_expires_at ON session_items (expires_at)",
 )
-_EXPIRING_TABLES = ("connections", "kv", "claims", "runs", "run_names", "run_frames")
+# Every table above; there is no schema version: a table added later is created by its CREATE ...
+# IF NOT EXISTS the next time any store opens the file, so older files gain it in place.
+_EXPIRING_TABLES = (
+    "connections",
+    "kv",
+    "claims",
+    "runs",
+    "run_names",
+    "run_frames",
+    "sessions",
+    "session_items",
+)
 
 # Counters live in the kv table under this prefix (the DynamoDB store's ``ctr#`` partition keys);
 # claims have a table of their own because they carry an owner token.

@@ -232,11 +232,23 @@ def test_http_api(template: dict[str, Any]) -> None:
 def test_table(template: dict[str, Any]) -> None:
     table = props(template, "ConnectionsTable")
     assert table["BillingMode"] == "PAY_PER_REQUEST"
+    # pk alone, always: changing the key schema would replace the deployed table (and its data).
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
-    assert table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["SSESpecification"]["SSEEnabled"] is True
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_table_sessions_index_is_the_stores() -> None:
+    """The template's index and attribute definitions are the ones create_table_if_missing builds."""
+    from selador.store.dynamodb_session_items import SESSIONS_INDEX, SESSIONS_INDEX_ATTRIBUTES
+
+    table = props(load_yaml(TEMPLATE_PATH), "ConnectionsTable")
+    assert table["GlobalSecondaryIndexes"] == [SESSIONS_INDEX]
+    assert table["AttributeDefinitions"] == [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        *SESSIONS_INDEX_ATTRIBUTES,
+    ]
 
 
 # ---------------------------------------------------------------------------------------- IAM
@@ -333,6 +345,16 @@ def test_dynamodb_item_actions_on_the_table_only(template: dict[str, Any]) -> No
     }
     assert set(statement["Action"]) <= item_actions
     assert statement["Resource"] == {"Fn::GetAtt": ["ConnectionsTable", "Arn"]}
+
+
+def test_dynamodb_query_only_on_the_sessions_index(template: dict[str, Any]) -> None:
+    from selador.store.dynamodb_session_items import SESSIONS_INDEX_NAME
+
+    statement = _statement(template, "ConnectionsTableSessionsIndex")
+    assert statement["Action"] == "dynamodb:Query"
+    assert statement["Resource"] == {"Fn::Sub": f"${{ConnectionsTable.Arn}}/index/{SESSIONS_INDEX_NAME}"}
+    queries = [s for s in _all_statements(template) if "dynamodb:Query" in _as_list(s["Action"])]
+    assert queries == [statement], "only the index may be queried"
 
 
 def test_self_invoke_only(template: dict[str, Any]) -> None:
