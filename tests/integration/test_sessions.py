@@ -46,9 +46,21 @@ def ask(
     return [f for f in aws.frames(conn)[before:] if f.get("request_id") == request_id]
 
 
-def http(context: Any, method: str, path: str, *, body: Any = None, **headers: str) -> tuple[int, Any]:
+def http(
+    context: Any,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    **headers: str,
+) -> tuple[int, Any]:
     event = http_v2_event(
-        method, path, body=None if body is None else json.dumps(body), headers={**JSON, **headers}
+        method,
+        path,
+        body=None if body is None else json.dumps(body),
+        headers={**JSON, **headers},
+        query=query,
     )
     response = lambda_handler(event, context)
     text = response.get("body") or ""
@@ -79,12 +91,12 @@ def test_a_follow_up_sees_the_thread_and_every_frame_names_the_session(aws: Aws,
 
 
 def test_the_id_without_its_token_is_a_new_empty_session(aws: Aws, context: Any) -> None:
-    first = ask(aws, context, "What is the FAR in LR2?", session_id="shared-name")
+    first = ask(aws, context, "Tell me the FAR for LR2 on Capitol Hill, please", session_id="shared-name")
     token_a = first[0]["session_token"]
     other = ask(aws, context, "What did I ask first?", session_id="shared-name")
     token_b = other[0]["session_token"]
     assert token_b != token_a and other[0]["session_id"] == "shared-name"
-    assert "What is the FAR in LR2?" not in other[-1]["data"]["content"]
+    assert "Capitol Hill" not in other[-1]["data"]["content"]
     # A made-up token owns nothing: it is replaced, not adopted.
     forged = ask(aws, context, "Hello", session_id="mine", session_token="st1." + "A" * 32)
     assert forged[0]["session_token"] not in ("st1." + "A" * 32, token_a, token_b)
@@ -140,11 +152,11 @@ def test_principals_cannot_see_or_continue_each_others_sessions(
     aws: Aws, context: Any, jwt_mode: None
 ) -> None:
     alice = connect(context, sub="alice")
-    first = ask(aws, context, "What is the FAR in LR2?", conn=alice, session_id="plans")
+    first = ask(aws, context, "Tell me the FAR for LR2 on Capitol Hill, please", conn=alice, session_id="plans")
     assert "session_token" not in first[0]  # a principal owns its sessions: no token
     bob = connect(context, sub="bob")
     theirs = ask(aws, context, "What did I ask first?", conn=bob, session_id="plans")
-    assert "What is the FAR in LR2?" not in theirs[-1]["data"]["content"]
+    assert "Capitol Hill" not in theirs[-1]["data"]["content"]
 
     bearer = {"authorization": f"Bearer {token(sub='bob')}"}
     status, listing = http(context, "GET", "/sessions", **bearer)
@@ -153,7 +165,7 @@ def test_principals_cannot_see_or_continue_each_others_sessions(
     assert transcript["turns"][0]["question"] == "What did I ask first?"
     alice_bearer = {"authorization": f"Bearer {token(sub='alice')}"}
     status, transcript = http(context, "GET", "/sessions/plans", **alice_bearer)
-    assert transcript["turns"][0]["question"] == "What is the FAR in LR2?"
+    assert transcript["turns"][0]["question"] == "Tell me the FAR for LR2 on Capitol Hill, please"
     # Alice continues on another connection, without any token but her own.
     again = ask(aws, context, "And in LR3?", conn=connect(context, sub="alice"), session_id="plans")
     assert "LR3" in again[-1]["data"]["content"]
@@ -199,7 +211,14 @@ def test_delete_erases_everything_stored_of_the_session(aws: Aws, context: Any) 
     generation = record.generation
 
     def mentions() -> list[dict[str, Any]]:
-        return [i for i in _items(aws) if generation in json.dumps(i) or "erase-me" in json.dumps(i)]
+        # Run records and frame logs are not the conversation: they expire RUN_LOG_TTL_SECONDS
+        # after each answer, as for any question (docs/protocol.md, "Conversations").
+        return [
+            i
+            for i in _items(aws)
+            if not i["pk"]["S"].startswith(("run#", "frame#", "runname#"))
+            and (generation in json.dumps(i) or "erase-me" in json.dumps(i))
+        ]
 
     assert mentions(), "the session should be stored before it is deleted"
     status, body = http(context, "DELETE", "/sessions/erase-me", **{"x-session-token": session_token})
@@ -224,11 +243,14 @@ def test_session_routes_refuse_callers_they_cannot_identify(aws: Aws, context: A
     assert status == 401 and body["code"] == "unauthorized"
     status, body = http(context, "GET", "/sessions", **{"x-session-token": "garbage"})
     assert status == 200 and body == {"sessions": [], "next": None}
-    assert http(context, "GET", "/sessions?limit=0", **{"x-session-token": "st1." + "B" * 32})[0] == 400
-    assert http(context, "GET", "/sessions?cursor=%%%", **{"x-session-token": "st1." + "B" * 32})[0] in (
-        200,
-        400,
-    )
+    first = ask(aws, context, "Hello", session_id="one")
+    mine = {"x-session-token": first[0]["session_token"]}
+    assert http(context, "GET", "/sessions", query={"limit": "0"}, **mine)[0] == 400
+    assert http(context, "GET", "/sessions", query={"limit": "many"}, **mine)[0] == 400
+    status, body = http(context, "GET", "/sessions", query={"cursor": "%%%"}, **mine)
+    assert status == 400 and body["code"] == "bad_request"
+    status, body = http(context, "GET", "/sessions", query={"limit": "1"}, **mine)
+    assert status == 200 and len(body["sessions"]) == 1 and body["next"] is None
     assert http(context, "PUT", "/sessions/x", **{"x-session-token": "t"})[0] == 405
 
 

@@ -114,6 +114,5 @@ class Conversation:
             expires_at=expires_at,
             children_expire_at=refreshed,
             title=None if record.title else question[:MAX_TITLE_CHARS],
-            turn_expires_at=child_expiry,
         )
         return self.store.commit_turn(record.owner, record.session_id, record.generation, commit)

@@ -91,8 +91,6 @@ class TurnCommit:
         expires_at: The session's new expiry.
         children_expire_at: The new earliest child expiry, when this commit refreshed children.
         title: Set when the session had none.
-        turn_expires_at: The expiry written on the new turn item (a child: never before the
-            record's ``children_expire_at``).
     """
 
     turn: TurnRecord
@@ -101,7 +99,6 @@ class TurnCommit:
     expires_at: int
     children_expire_at: int | None = None
     title: str | None = None
-    turn_expires_at: int = 0
 
 
 class SessionStore(abc.ABC):
