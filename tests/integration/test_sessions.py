@@ -152,7 +152,9 @@ def test_principals_cannot_see_or_continue_each_others_sessions(
     aws: Aws, context: Any, jwt_mode: None
 ) -> None:
     alice = connect(context, sub="alice")
-    first = ask(aws, context, "Tell me the FAR for LR2 on Capitol Hill, please", conn=alice, session_id="plans")
+    first = ask(
+        aws, context, "Tell me the FAR for LR2 on Capitol Hill, please", conn=alice, session_id="plans"
+    )
     assert "session_token" not in first[0]  # a principal owns its sessions: no token
     bob = connect(context, sub="bob")
     theirs = ask(aws, context, "What did I ask first?", conn=bob, session_id="plans")
