@@ -31,14 +31,15 @@ KINDS: tuple[str, ...] = (
     "greeting",
     "out_of_scope",
     "multi_tool",
+    "follow_up",
 )
-"""Every ``kind`` a question may have (follow-ups need sessions, which do not exist yet)."""
+"""Every ``kind`` a question may have (``follow_up``: asked after the earlier turns in its ``history``)."""
 
 SEARCH_TOOL = "search_knowledge_base"
 
 _QUESTION_KEYS = frozenset(
     {"id", "question", "context", "query_type", "kind", "tools", "optional_tools", "args", "sections"}
-    | {"facts", "note"}
+    | {"facts", "note", "history"}
 )
 
 
@@ -98,6 +99,27 @@ class Fact:
 
 
 @dataclass(frozen=True)
+class EarlierTurn:
+    """A question asked earlier in the same conversation (sent, answered, not scored).
+
+    Attributes:
+        question: The user's text.
+        query_type: The client's choice for it (the labelled question's when not given).
+        context: Optional ``QueryRequest.context``.
+    """
+
+    question: str
+    query_type: str
+    context: str | None = None
+
+    def request(self, request_id: str) -> QueryRequest:
+        """The request the earlier question is sent as."""
+        return QueryRequest(
+            question=self.question, context=self.context, query_type=self.query_type, request_id=request_id
+        )
+
+
+@dataclass(frozen=True)
 class Question:
     """One labelled question (see the header of ``questions.yaml`` for the meaning of each field)."""
 
@@ -112,6 +134,7 @@ class Question:
     facts: tuple[Fact, ...] = ()
     context: str | None = None
     note: str = ""
+    history: tuple[EarlierTurn, ...] = ()
 
     def request(self) -> QueryRequest:
         """The request the question is sent as."""
@@ -202,6 +225,31 @@ def _facts(qid: str, raw: Any) -> tuple[Fact, ...]:
     return tuple(facts)
 
 
+def _history(qid: str, raw: Any, query_type: str) -> tuple[EarlierTurn, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise _fail(qid, "history must be a non-empty list of earlier questions")
+    turns = []
+    for item in raw:
+        if isinstance(item, str) and item.strip():
+            turns.append(EarlierTurn(item, query_type))
+        elif (
+            isinstance(item, dict)
+            and isinstance(item.get("question"), str)
+            and set(item) <= {"question", "query_type", "context"}
+            and all(isinstance(item.get(k, ""), str) for k in ("query_type", "context"))
+        ):
+            turns.append(
+                EarlierTurn(item["question"], item.get("query_type", query_type), item.get("context"))
+            )
+        else:
+            raise _fail(
+                qid, f"an earlier turn is a string or {{question, query_type?, context?}} (got {item!r})"
+            )
+    return tuple(turns)
+
+
 def parse_question(raw: Any) -> Question:
     """Build one :class:`Question` from its YAML mapping.
 
@@ -236,6 +284,7 @@ def parse_question(raw: Any) -> Question:
         facts=_facts(qid, raw.get("facts")),
         context=context,
         note=str(raw.get("note") or ""),
+        history=_history(qid, raw.get("history"), raw["query_type"]),
     )
 
 
@@ -351,13 +400,26 @@ def check_question(question: Question) -> list[str]:
         and len(question.tools) + sum(len(calls) - 1 for calls in question.args.values()) < 2
     ):
         bad("a multi_tool question must expect at least two tool calls")
-    asked = " ".join(filter(None, (question.question, question.context)))
+    if (question.kind == "follow_up") != bool(question.history):
+        bad("a follow_up question needs a history, and only a follow_up question has one")
+    for turn in question.history:
+        if turn.query_type not in QUERY_TYPES:
+            bad(f"history: query_type {turn.query_type!r} is not one of {QUERY_TYPES}")
+    # An answer echoing an earlier question must not pass either, unless the question is about the
+    # conversation itself (no tool), whose answer is meant to quote them.
+    earlier = [text for turn in question.history for text in (turn.question, turn.context) if text]
+    asked = " ".join(
+        filter(None, (question.question, question.context, *(earlier if question.tools else ())))
+    )
     for fact in question.facts:
         if fact.regex and (error := _compiles(fact.pattern)):
             bad(f"fact {fact} does not compile: {error}")
             continue
         if fact_present(fact, asked):
-            bad(f"fact {fact} is already in the question or context (an echo would pass it)")
+            bad(
+                f"fact {fact} is already in the question, its context or an earlier question "
+                "(an echo would pass it)"
+            )
     return problems
 
 
@@ -421,8 +483,9 @@ def check_fact_support(question: Question) -> list[str]:
     """Facts that the labelled sources do not contain (empty when every fact is grounded).
 
     A fact must be found in the labelled sections or in the labelled tool calls' output; for a
-    question that expects no tools (greetings, out of scope), in :func:`capabilities_text`. Facts
-    marked ``derived`` (computed from the sources) are exempt: their working is in the label.
+    question that expects no tools (greetings, out of scope), in :func:`capabilities_text`, or for
+    one about the conversation itself ("What did I ask first?"), in its history. Facts marked
+    ``derived`` (computed from the sources) are exempt: their working is in the label.
     """
     try:
         outputs = labelled_tool_outputs(question)
@@ -431,11 +494,16 @@ def check_fact_support(question: Question) -> list[str]:
     texts = _section_texts()
     if question.tools:
         sources = "\n".join([*(texts.get(ref, "") for ref in question.sections), *outputs])
+        where = "the labelled sections or tool outputs"
+    elif question.history:
+        sources = "\n".join(turn.question for turn in question.history)
+        where = "the earlier questions"
     else:
         sources = capabilities_text()
+        where = ""
     return [
-        f"{question.id}: fact {fact} is not in the labelled sections or tool outputs"
-        if question.tools
+        f"{question.id}: fact {fact} is not in {where}"
+        if where
         else f"{question.id}: fact {fact} is not something Selador says it covers"
         for fact in question.facts
         if not fact.derived and not fact_present(fact, sources)

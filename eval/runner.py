@@ -17,6 +17,7 @@ The block order can, and it is exactly what the model was shown.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from selador.sink import CollectingSink
 
 if TYPE_CHECKING:
     from strands import Agent
+    from strands.types.content import Message
 
     from selador.agents.specs import AgentSpec
 
@@ -92,13 +94,19 @@ class Observation:
 
 
 class RecordingOrchestrator(Orchestrator):
-    """The production orchestrator, keeping the agent it builds for the latest request."""
+    """The production orchestrator, keeping the agent it builds for the latest request.
+
+    For a follow-up question, ``history`` holds the messages of the earlier turns: the agent
+    starts with them, as a session's agent starts with its stored messages.
+    """
 
     last_agent: Agent | None = None
+    history: Sequence[Message] = ()
 
     def build_agent(self, spec: AgentSpec) -> Agent:
-        """Build the agent exactly as the parent does, and remember it."""
+        """Build the agent exactly as the parent does, seed it with the history, and remember it."""
         agent = super().build_agent(spec)
+        agent.messages.extend(copy.deepcopy(list(self.history)))
         self.last_agent = agent
         return agent
 
@@ -226,23 +234,30 @@ async def run_question(
 ) -> Observation:
     """Send one question through the orchestrator and record the run.
 
+    A follow-up's earlier questions are sent first, each on the messages of the turns before (not
+    observed); the question's agent starts with all of them, and only its own turn is recorded.
+
     Args:
         orchestrator: The recording orchestrator.
         question: The question.
-        timeout_s: Deadline for the run.
+        timeout_s: Deadline for the run (and for each earlier turn).
 
     Returns:
         The observation.
     """
+    orchestrator.history = await _earlier_turns(orchestrator, question, timeout_s)
     request = question.request()
     sink = CollectingSink(request.request_id)
     orchestrator.last_agent = None
     started = time.monotonic()
-    data = await orchestrator.run(request, sink, deadline=started + timeout_s)
+    try:
+        data = await orchestrator.run(request, sink, deadline=started + timeout_s)
+    finally:
+        orchestrator.history = ()
     observation = Observation(question_id=question.id, seconds=time.monotonic() - started)
     agent = orchestrator.last_agent
     if agent is not None:
-        observation.calls = read_tool_calls(agent.messages)
+        observation.calls = read_tool_calls(agent.messages[_latest_question(agent.messages) :])
     observation.searches = [
         parse_search_result(call.text)
         for call in observation.calls
@@ -259,6 +274,33 @@ async def run_question(
         else:
             observation.error = "the run ended without a terminal frame"
     return observation
+
+
+async def _earlier_turns(
+    orchestrator: RecordingOrchestrator, question: Question, timeout_s: float
+) -> list[Message]:
+    """Run a follow-up's earlier turns, each on the messages of those before; return the messages."""
+    history: list[Message] = []
+    for number, turn in enumerate(question.history, start=1):
+        orchestrator.history = history
+        orchestrator.last_agent = None
+        request = turn.request(f"eval-{question.id}"[:58] + f"-h{number}")
+        await orchestrator.run(
+            request, CollectingSink(request.request_id), deadline=time.monotonic() + timeout_s
+        )
+        if orchestrator.last_agent is not None:
+            history = list(orchestrator.last_agent.messages)
+    orchestrator.history = ()
+    return history
+
+
+def _latest_question(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Where the latest user question is (tool results come back as user messages too)."""
+    for index in range(len(messages) - 1, -1, -1):
+        content = messages[index].get("content", [])
+        if messages[index].get("role") == "user" and not any("toolResult" in block for block in content):
+            return index
+    return 0
 
 
 def run_questions(

@@ -14,6 +14,7 @@ from eval.dataset import (
     KINDS,
     SEARCH_TOOL,
     DatasetError,
+    EarlierTurn,
     Range,
     SectionRef,
     check_fact_support,
@@ -136,7 +137,14 @@ def test_label_checks_catch_a_section_that_does_not_exist() -> None:
             "search_knowledge_base is not",
         ),
         ({"kind": "greeting"}, "must expect no tools"),
-        ({"kind": "follow_up"}, "kind"),
+        ({"kind": "banter"}, "kind"),
+        ({"kind": "follow_up"}, "needs a history"),
+        ({"history": ["What is the FAR in LR1?"]}, "only a follow_up question has one"),
+        (
+            {"kind": "follow_up", "history": [{"question": "And in LR1?", "query_type": "taxes"}]},
+            "history: query_type",
+        ),
+        ({"kind": "follow_up", "history": ["The FAR was 1.4 in LR2, right?"]}, "already in the question"),
         ({"query_type": "taxes"}, "query_type"),
         ({"facts": ["FAR in LR2"]}, "already in the question"),
         ({"facts": [{"re": "1.4("}]}, "does not compile"),
@@ -179,6 +187,42 @@ def test_fact_support_catches_a_fact_the_sources_do_not_hold() -> None:
     assert r"\b1\.5\b" in problems[0]
 
 
+def test_history_turns_take_the_question_s_query_type_unless_they_give_one() -> None:
+    question = parse_question(
+        {
+            "id": "fu",
+            "history": [
+                "What is the FAR in LR2?",
+                {"question": "Payment on $800k?", "query_type": "financing"},
+            ],
+            "question": "And in LR3?",
+            "query_type": "zoning",
+            "kind": "follow_up",
+            "tools": [SEARCH_TOOL],
+        }
+    )
+    assert question.history == (
+        EarlierTurn("What is the FAR in LR2?", "zoning"),
+        EarlierTurn("Payment on $800k?", "financing"),
+    )
+    assert question.history[1].request("r1").query_type == "financing"
+
+
+def test_a_question_about_the_conversation_finds_its_facts_in_the_history() -> None:
+    raw = {
+        "id": "fu",
+        "history": ["How tall can I build in NR3?"],
+        "question": "What did I ask first?",
+        "query_type": "general",
+        "kind": "follow_up",
+        "tools": [],
+    }
+    assert check_fact_support(parse_question(raw | {"facts": ["How tall can I build in NR3?"]})) == []
+    assert check_fact_support(parse_question(raw | {"facts": ["setbacks"]})) == [
+        "fu: fact 'setbacks' is not in the earlier questions"
+    ]
+
+
 def test_labelled_tool_outputs_run_the_real_tools() -> None:
     outputs = labelled_tool_outputs(BY_ID["z-floor-area-6000-lr2"])
     assert len(outputs) == 1
@@ -212,6 +256,28 @@ def test_parameter_names_come_from_the_tool_schemas() -> None:
                 "sections": [{"doc": "d"}],
             },
             "each section",
+        ),
+        (
+            {
+                "id": "x",
+                "question": "q",
+                "query_type": "zoning",
+                "kind": "follow_up",
+                "tools": [],
+                "history": [],
+            },
+            "non-empty list",
+        ),
+        (
+            {
+                "id": "x",
+                "question": "q",
+                "query_type": "zoning",
+                "kind": "follow_up",
+                "tools": [],
+                "history": [1],
+            },
+            "an earlier turn is",
         ),
         (
             {

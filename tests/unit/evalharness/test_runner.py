@@ -259,6 +259,26 @@ def test_three_questions_end_to_end_through_the_real_orchestrator() -> None:
             assert value is None or 0.0 <= value <= 1.0
 
 
+def test_a_follow_up_runs_on_the_messages_of_its_earlier_turns() -> None:
+    (question,) = [q for q in load_questions() if q.id == "fu-floor-area-on-a-lot"]
+    orchestrator = build_orchestrator(eval_settings())
+
+    (observation,) = run_questions([question], orchestrator)
+
+    agent = orchestrator.last_agent
+    assert agent is not None and observation.error is None
+    asked = [i for i, m in enumerate(agent.messages) if m["role"] == "user" and "text" in m["content"][0]]
+    # The agent started with the earlier turns (questions, tool rounds, answers), as a session's does.
+    assert [agent.messages[i]["content"][0]["text"] for i in asked] == [
+        *(turn.question for turn in question.history),
+        question.question,
+    ]
+    assert agent.messages[asked[-1] - 1]["role"] == "assistant"
+    # Only the labelled question's own calls are scored, and the history is not left behind.
+    assert observation.calls == read_tool_calls(agent.messages[asked[-1] :])
+    assert orchestrator.history == ()
+
+
 def test_the_command_line_writes_results_for_selected_questions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

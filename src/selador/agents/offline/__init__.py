@@ -2,7 +2,9 @@
 
 Modules: :mod:`.lexicon` (topic words, typo-tolerant matching), :mod:`.reading` (what a message
 asks and the figures it gives), :mod:`.planning` (which tools, with which inputs),
-:mod:`.composing` (the answer from the tool results), :mod:`.model` (the Strands ``Model``).
+:mod:`.composing` (the answer from the tool results), :mod:`.model` (the Strands ``Model``);
+for conversations, :mod:`.recall` (the user's earlier questions), :mod:`.inputs` (asks and inputs by
+name) and :mod:`.thread` (a follow-up read as the thread's question with its figures).
 """
 
 from selador.agents.offline.composing import DISCLAIMER, compose_answer

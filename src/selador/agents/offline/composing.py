@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from selador.agents.offline.planning import asks_rules_as_a_whole, set_aside
-from selador.agents.offline.reading import Reading, read
+from selador.agents.offline.reading import Reading, read, zone_asks
 
 DISCLAIMER = (
     "This is general information, not legal or financial advice; verify it with the Seattle Department "
@@ -70,13 +70,14 @@ _DEFINES = re.compile(
 _RATE_WORDING = re.compile(
     r"\d(?:\.\d+)?\s*(?:%|percent|pct)\s*(?:annual\s+|fixed\s+)?interest\b|\binterest\s+rates?\b", re.I
 )
-_ZONE_ASKS = (
-    (re.compile(r"\b(height|tall|taller|high)\b", re.I), "Maximum height"),
-    (re.compile(r"\b(far|floor\s+area\s+ratio)\b", re.I), "Floor area ratio"),
-    (re.compile(r"\b(coverage|footprint)\b", re.I), "Maximum lot coverage"),
-    (re.compile(r"\b(setbacks?|yards?)\b", re.I), "Setbacks"),
-    (re.compile(r"\b(minimum\s+lot|lot\s+size)\b", re.I), "Minimum lot size"),
-)
+_TABLE_LINES = {
+    "height": "Maximum height",
+    "FAR": "Floor area ratio",
+    "lot coverage": "Maximum lot coverage",
+    "setbacks": "Setbacks",
+    "minimum lot size": "Minimum lot size",
+}
+"""The zoning tool's line for each figure a question can ask for (:data:`.reading.ZONE_ASKS`)."""
 
 
 @dataclass
@@ -235,7 +236,8 @@ def _tool_lead(name: str, first: str, details: list[str], reading: Reading) -> s
         return f"{first.rstrip(':')}: {details[0]}." if details else f"{first.rstrip(':')}."
     if name == "zoning_standards":
         zone = first.split(" ")[1] if first.startswith("Zone ") else ""
-        if asks_rules_as_a_whole(question) and not any(p.search(question) for p, _ in _ZONE_ASKS):
+        figures = zone_asks(question)
+        if asks_rules_as_a_whole(question) and not figures:
             # The rules as a whole: the headline figures of each zone.
             main = [
                 d
@@ -243,13 +245,7 @@ def _tool_lead(name: str, first: str, details: list[str], reading: Reading) -> s
                 if d.startswith(("Maximum height", "Floor area ratio", "Maximum lot")) and "not set" not in d
             ]
             return f"In {zone}: " + "; ".join(line[0].lower() + line[1:] for line in main) + "."
-        lines = [
-            d
-            for pattern, prefix in _ZONE_ASKS
-            if pattern.search(question)
-            for d in details
-            if d.startswith(prefix)
-        ]
+        lines = [d for label in figures for d in details if d.startswith(_TABLE_LINES[label])]
         if lines:
             return f"In {zone}: " + "; ".join(line[0].lower() + line[1:] for line in lines) + "."
     return None

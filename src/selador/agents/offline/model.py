@@ -5,8 +5,10 @@ with fixed rules so the whole stack (agent loop, tools, streaming, frames) runs 
 and in local development, with answers built from real tool output:
 
 1. On the user's message it reads what kind of message it is and the figures it gives
-   (:mod:`.reading`) and asks for the tools that can answer it, with those figures as inputs
-   (:mod:`.planning`); a greeting or a question outside Selador's scope gets a direct reply.
+   (:mod:`.reading`), in the light of the user's earlier questions when it follows on from them
+   ("And in LR3?", :mod:`.thread`), and asks for the tools that can answer it, with those figures
+   as inputs (:mod:`.planning`); a greeting, a question outside Selador's scope or one about the
+   conversation itself ("What did I ask first?") gets a direct reply.
 2. Once the tool results are in the conversation it writes the answer from them (:mod:`.composing`):
    the direct answer first, then the supporting detail and passages, the sources and a one-line
    disclaimer, streamed word by word with ``token_delay_ms`` between words.
@@ -37,6 +39,8 @@ from strands.types.tools import ToolChoice, ToolSpec
 from selador.agents.offline.composing import ToolOutcome, compose_answer, reply_without_tools
 from selador.agents.offline.planning import plan, plan_follow_up
 from selador.agents.offline.reading import Reading, read
+from selador.agents.offline.recall import question_parts
+from selador.agents.offline.thread import Followed, follow
 
 if TYPE_CHECKING:
     from strands.agent.agent_metadata import AgentMetadata
@@ -76,6 +80,8 @@ class _Turn:
     outcomes: list[ToolOutcome] = field(default_factory=list)
     rounds: int = 0
     """Tool rounds since the question (assistant messages that asked for tools)."""
+    index: int = -1
+    """Where the question is in the messages (-1: there is none)."""
 
     def reading(self) -> Reading:
         """What the question (and its context) says."""
@@ -84,23 +90,15 @@ class _Turn:
 
 def _read_turn(messages: Messages) -> _Turn:
     # The question is the latest user message with text; tool results come back as user messages
-    # too, but carry toolResult blocks only.
+    # too, but carry toolResult blocks only. Earlier turns (before it) are read by .thread.
     question_index = next(
-        (
-            i
-            for i in range(len(messages) - 1, -1, -1)
-            if messages[i].get("role") == "user"
-            and any("text" in b for b in messages[i].get("content", []))
-            and not any("toolResult" in b for b in messages[i].get("content", []))
-        ),
-        None,
+        (i for i in range(len(messages) - 1, -1, -1) if question_parts(messages[i]) is not None), None
     )
     if question_index is None:
         return _Turn()
+    question, context = question_parts(messages[question_index]) or ("", "")
     texts = [b["text"] for b in messages[question_index]["content"] if "text" in b]
-    # The orchestrator sends the question, then the context as "Context from the user:\n…".
-    context = "\n".join(t.removeprefix("Context from the user:").strip() for t in texts[1:])
-    turn = _Turn(question=texts[0].strip(), user_text="\n".join(texts), context=context)
+    turn = _Turn(question=question, user_text="\n".join(texts), context=context, index=question_index)
 
     names: dict[str, str] = {}
     for message in messages[question_index + 1 :]:
@@ -234,8 +232,14 @@ class OfflineResponder(Model):
         input_tokens = _count_input_words(messages, system_prompt, system_prompt_content)
         available = {spec["name"] for spec in tool_specs or []}
 
-        reading = turn.reading()
-        if not turn.outcomes:
+        # A follow-up ("And in LR3?") is answered as the thread's question with its figures.
+        followed = (
+            follow(messages, turn.index, turn.reading()) if turn.index >= 0 else Followed(turn.reading())
+        )
+        reading = followed.reading
+        if followed.reply is not None:
+            calls = []  # a question about the conversation: answered from the history
+        elif not turn.outcomes:
             calls = plan(reading, available)
         elif turn.rounds == 1:
             calls = plan_follow_up(reading, turn.outcomes, available)
@@ -262,12 +266,16 @@ class OfflineResponder(Model):
             yield _metadata(input_tokens, output_tokens, started)
             return
 
-        if turn.outcomes:
+        if followed.reply is not None:
+            text = followed.reply
+        elif turn.outcomes:
             text = compose_answer(
-                turn.question, turn.outcomes, int(self.config["min_answer_tokens"]), reading
+                reading.question, turn.outcomes, int(self.config["min_answer_tokens"]), reading
             )
         else:
             text = reply_without_tools(reading, tools_offered=bool(available))
+        if followed.lead and followed.reply is None:
+            text = f"{followed.lead}\n\n{text}"
         delay = float(self.config["token_delay_ms"]) / 1000
         step = int(self.config["tokens_per_delta"])
         tokens = tokenize(text)

@@ -62,6 +62,14 @@ _BUILDABLE_ASK = re.compile(
     r"|how\s+many\s+(sq\.?\s*f(ee)?t\.?|square\s+f(ee|oo)t)\s*[^?!]{0,30}?\bbuild)",
     re.I,
 )
+ZONE_ASKS = (
+    (re.compile(r"\b(height|tall|taller|high)\b", re.I), "height"),
+    (re.compile(r"\b(far|floor\s+area\s+ratio)\b", re.I), "FAR"),
+    (re.compile(r"\b(coverage|footprint)\b", re.I), "lot coverage"),
+    (re.compile(r"\b(setbacks?|yards?)\b", re.I), "setbacks"),
+    (re.compile(r"\b(minimum\s+lot|lot\s+size)\b", re.I), "minimum lot size"),
+)
+"""The figures of the zoning table a question can ask for, each with its name."""
 
 
 @dataclass
@@ -87,8 +95,10 @@ class Reading:
         tax_rate: Property tax rate in percent of the price a year.
         years: Loan terms named (several for a comparison).
         wants_payment: Asks about a mortgage payment, interest, down payment, tax or affordability.
-        wants_fee: Asks what a permit costs.
+        wants_fee: Asks what a permit costs (whether or not it gives the work's value).
         wants_buildable: Asks how much can be built.
+        asks_payment: Talks about a payment, interest, a down payment, tax or affordability, whether
+            or not it gives a price (``wants_payment`` needs one).
         mechanical: The work is mechanical (furnace, heat pump…).
         new_work: The work adds floor area (an addition, a new house, an ADU) rather than altering.
         topical: Shares words with what Selador covers beyond money (zoning, codes, permits).
@@ -113,6 +123,7 @@ class Reading:
     wants_payment: bool = False
     wants_fee: bool = False
     wants_buildable: bool = False
+    asks_payment: bool = False
     mechanical: bool = False
     new_work: bool = False
     topical: bool = False
@@ -145,30 +156,50 @@ def read(question: str, context: str = "") -> Reading:
     return reading
 
 
+@dataclass(frozen=True)
+class ZoneMention:
+    """Where the text names a zone (``text[start:end]``), and the zone's code."""
+
+    start: int
+    end: int
+    code: str
+
+
 def find_zones(text: str) -> list[str]:
     """Every zone named in the text, in order of appearance, without repeats."""
+    zones: list[str] = []
+    for mention in zone_mentions(text):
+        if mention.code not in zones:
+            zones.append(mention.code)
+    return zones
+
+
+def zone_mentions(text: str) -> list[ZoneMention]:
+    """Every place the text names a zone, in order (repeats kept: a follow-up rewrites each)."""
     from selador.knowledge.zoning import normalize_zone_code
 
-    found: list[tuple[int, str]] = []
+    found: list[tuple[int, int, str]] = []
     for match in _ZONE_CODE.finditer(text):
-        found.append((match.start(), match.group(1)))
+        found.append((match.start(), match.end(), match.group(1)))
     for match in _ZONE_BARE.finditer(text):
         before = text[max(0, match.start() - 12) : match.start()]
         if _ZONE_BARE_AFTER.match(text[match.end() :]) or _ZONE_BARE_BEFORE.search(before):
-            found.append((match.start(), match.group(1)))
+            found.append((match.start(), match.end(), match.group(1)))
     for pattern, template in _ZONE_WORDS:
         for match in pattern.finditer(text):
             groups = [g for g in match.groups() if g]
             code = template.format(*groups[:1])
             if len(groups) > 1:
                 code += f"-{groups[1]}"
-            found.append((match.start(), code))
-    zones: list[str] = []
-    for _, raw in sorted(found):
-        code = normalize_zone_code(raw) or raw.upper()
-        if code not in zones:
-            zones.append(code)
-    return zones
+            found.append((match.start(), match.end(), code))
+    return [
+        ZoneMention(start, end, normalize_zone_code(raw) or raw.upper()) for start, end, raw in sorted(found)
+    ]
+
+
+def zone_asks(question: str) -> list[str]:
+    """The zoning-table figures a question asks for (``height``, ``FAR``…), in :data:`ZONE_ASKS` order."""
+    return [label for pattern, label in ZONE_ASKS if pattern.search(question)]
 
 
 def find_lot_area(text: str) -> float | None:
@@ -208,7 +239,8 @@ def _read_figures(reading: Reading, text: str) -> None:
 def _read_asks(reading: Reading, text: str, text_words: list[str]) -> None:
     finance = any(near(w, lexicon.FINANCE_WORDS) is not None for w in text_words)
     priced = any(m.role in ("price", "loan", "unknown") for m in reading.money)
-    reading.wants_payment = bool(priced and (finance or _PAYMENT_ASK.search(text)))
+    reading.asks_payment = bool(finance or _PAYMENT_ASK.search(text))
+    reading.wants_payment = priced and reading.asks_payment
     permit = any(near(w, frozenset({"permit", "permits", "fee", "fees"})) for w in text_words)
     reading.wants_fee = bool(permit and _FEE_ASK.search(text))
     reading.wants_buildable = bool(_BUILDABLE_ASK.search(text))
