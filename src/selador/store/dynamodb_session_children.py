@@ -26,6 +26,7 @@ from selador.store.dynamodb_session_items import (
     turn_from_item,
     turn_key,
 )
+from selador.store.session_records import check_generation
 from selador.store.sessions import TurnRecord
 
 _T = TypeVar("_T")
@@ -44,7 +45,8 @@ class DynamoSessionChildrenMixin:
     :class:`~selador.store.dynamodb.DynamoDbStore`'s ``__init__`` sets and on
     ``_retry_conflicts`` of :class:`~selador.store.dynamodb_runs.DynamoRunsMixin`. Child reads do
     not consult the session item: callers pass the generation of a record they just read, and a
-    child of another generation is simply not found.
+    child of another generation is simply not found. Every method taking a generation raises
+    ``ValueError`` for one :meth:`create_session` would refuse (it could make keys ambiguous).
     """
 
     # Set by DynamoDbStore.__init__; declared here so the methods below type-check on their own.
@@ -75,6 +77,7 @@ class DynamoSessionChildrenMixin:
             data: Its JSON text.
             expires_at: The item's TTL.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         pk = agent_key(digest, generation, agent_id)
         recorded = (digest, generation, agent_id)
@@ -109,6 +112,7 @@ class DynamoSessionChildrenMixin:
             generation: The session's generation.
             agent_id: The Strands agent id.
         """
+        check_generation(generation)
         item = self._get_item(agent_key(session_hash(owner, session_id), generation, agent_id))
         if not item or _expires_at(item) <= self._now():
             return None
@@ -135,6 +139,7 @@ class DynamoSessionChildrenMixin:
             data: Its JSON text.
             expires_at: The item's TTL.
         """
+        check_generation(generation)
         pk = message_key(session_hash(owner, session_id), generation, agent_id, message_id)
         self._client.put_item(
             TableName=self.table_name,
@@ -157,6 +162,7 @@ class DynamoSessionChildrenMixin:
         Returns:
             ``(id, data)`` pairs; missing ids are skipped.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         keys = {message_key(digest, generation, agent_id, n): n for n in range(max(start, 0), stop)}
         now = self._now()
@@ -172,6 +178,7 @@ class DynamoSessionChildrenMixin:
             generation: The session's generation.
             count: How many turns the record says were committed.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         now = self._now()
         found = batch_get(
@@ -208,6 +215,7 @@ class DynamoSessionChildrenMixin:
             turns: Committed turns (items ``0 .. turns-1``).
             expires_at: The new expiry.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         keys = [agent_key(digest, generation, agent) for agent in agent_ids]
         keys += [message_key(digest, generation, agent, n) for agent in agent_ids for n in range(messages)]

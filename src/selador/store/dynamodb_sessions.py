@@ -97,7 +97,9 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
             current = self._get_item(item["pk"]["S"])
             return current is not None and current["generation"]["S"] == record.generation
         old = answer.get("Attributes")
-        if old and old.get("generation", {}).get("S") != record.generation:
+        if old:
+            # (Even of the same generation, should a caller reuse one: the new session has no
+            # children yet, as its creator has not been told it exists.)
             # The new session stands whatever happens here; old children left behind expire by TTL.
             with contextlib.suppress(ClientError):
                 self._delete_children(old)
@@ -119,6 +121,7 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
         Returns:
             ``True`` when committed; ``False`` when a condition failed (nothing written).
         """
+        check_generation(generation)
         pk = session_key(owner, session_id)
         turn = turn_to_item(
             turn_key(session_hash(owner, session_id), generation, commit.turn.index),
