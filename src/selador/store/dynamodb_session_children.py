@@ -31,9 +31,9 @@ from selador.store.sessions import TurnRecord
 
 _T = TypeVar("_T")
 
-# Agents this process has recorded on their session item (see put_session_agent); cleared when it
-# grows past this, which only costs a redundant (idempotent) update per agent.
-_RECORDED_AGENTS_CAP = 4096
+# Sessions whose agents this process remembers having recorded (see put_session_agent); forgotten
+# all at once past this many, which only costs a redundant (idempotent) update per agent.
+_RECORDED_SESSIONS_CAP = 4096
 # refresh_children updates its items this many at a time (one UpdateItem each).
 _REFRESH_WORKERS = 16
 
@@ -54,7 +54,7 @@ class DynamoSessionChildrenMixin:
     table_name: str
     _now: Callable[[], float]
     _sleep: Callable[[float], None]
-    _recorded_agents: set[tuple[str, str, str]]
+    _recorded_agents: dict[str, set[tuple[str, str]]]
 
     if TYPE_CHECKING:
         # DynamoRunsMixin._retry_conflicts: resend a write that lost to a concurrent transaction.
@@ -67,7 +67,8 @@ class DynamoSessionChildrenMixin:
 
         The id is recorded (``ADD agents``, conditioned on the generation, so a deleted or
         replaced session is not brought back as a partial item) so that :meth:`delete_session`
-        can find the agent's items. Each process records an id once per generation.
+        can find the agent's items. Each process records an id once per generation, and forgets
+        it when it creates or deletes that session.
 
         Args:
             owner: The owner.
@@ -80,8 +81,7 @@ class DynamoSessionChildrenMixin:
         check_generation(generation)
         digest = session_hash(owner, session_id)
         pk = agent_key(digest, generation, agent_id)
-        recorded = (digest, generation, agent_id)
-        if recorded not in self._recorded_agents:
+        if (generation, agent_id) not in self._recorded_agents.get(digest, ()):
             try:
                 self._client.update_item(
                     TableName=self.table_name,
@@ -91,9 +91,9 @@ class DynamoSessionChildrenMixin:
                     ExpressionAttributeNames={"#a": "agents", "#g": "generation"},
                     ExpressionAttributeValues={":a": {"SS": [agent_id]}, ":g": {"S": generation}},
                 )
-                if len(self._recorded_agents) >= _RECORDED_AGENTS_CAP:
+                if len(self._recorded_agents) >= _RECORDED_SESSIONS_CAP:
                     self._recorded_agents.clear()
-                self._recorded_agents.add(recorded)
+                self._recorded_agents.setdefault(digest, set()).add((generation, agent_id))
             except ClientError as exc:
                 if not _is_conditional_failure(exc):
                     raise
@@ -260,6 +260,7 @@ class DynamoSessionChildrenMixin:
         """
         record = session_from_item(session)
         digest = session_hash(record.owner, record.session_id)
+        self._recorded_agents.pop(digest, None)
         agents = agents_of(session)
         keys = [agent_key(digest, record.generation, agent) for agent in agents]
         keys += [turn_key(digest, record.generation, index) for index in range(record.turns)]

@@ -672,6 +672,22 @@ def test_delete_leaves_nothing_of_the_session(backend: Backend, store: Store, cl
     assert store.delete_session(OWNER, "chat-1") is False
 
 
+def test_delete_after_recreating_with_the_same_generation_leaves_nothing(
+    backend: Backend, store: Store, clock: FakeClock
+) -> None:
+    """The agent of a session created again (a reused generation) is found by the next delete too."""
+    record = created(store, new_session(clock))
+    for _ in range(2):
+        store.put_session_agent(OWNER, "chat-1", record.generation, AGENT, "{}", record.children_expire_at)
+        assert store.delete_session(OWNER, "chat-1") is True
+        assert backend.stored(OWNER, "chat-1") == {}
+        created(store, record)
+    store.put_session_agent(OWNER, "chat-1", record.generation, AGENT, "{}", record.children_expire_at)
+    assert len(backend.stored(OWNER, "chat-1")) == 2
+    assert store.delete_session(OWNER, "chat-1") is True
+    assert backend.stored(OWNER, "chat-1") == {}
+
+
 def test_delete_of_a_missing_session_is_false(backend: Backend, store: Store, clock: FakeClock) -> None:
     created(store, new_session(clock, "other"))
     total = backend.total()
