@@ -7,6 +7,7 @@ schema (:mod:`selador.store.sqlite_schema`: tables ``sessions`` and ``session_it
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -156,11 +157,8 @@ class SqliteSessionsMixin:
             ).fetchall()
             if not inserted:
                 return False
-            updated = SessionRecord(
-                owner=current.owner,
-                session_id=current.session_id,
-                generation=current.generation,
-                created_at=current.created_at,
+            updated = dataclasses.replace(
+                current,
                 last_used_at=commit.last_used_at,
                 expires_at=commit.expires_at,
                 children_expire_at=(
