@@ -136,8 +136,8 @@ class DynamoDbStore(DynamoRunsMixin, DynamoSessionsMixin, Store):
         self._now = now
         # Pauses between retries of unprocessed keys and transaction conflicts; tests replace it.
         self._sleep: Callable[[float], None] = time.sleep
-        # (session hash, generation, agent id) recorded on their session item by this process.
-        self._recorded_agents: set[tuple[str, str, str]] = set()
+        # Session hash -> (generation, agent id) pairs this process recorded on the session item.
+        self._recorded_agents: dict[str, set[tuple[str, str]]] = {}
 
     def create_table_if_missing(self) -> bool:
         """Create the table (on-demand, ``pk`` HASH, the sessions index) with TTL on ``expires_at``.

@@ -26,13 +26,14 @@ from selador.store.dynamodb_session_items import (
     turn_from_item,
     turn_key,
 )
+from selador.store.session_records import check_generation
 from selador.store.sessions import TurnRecord
 
 _T = TypeVar("_T")
 
-# Agents this process has recorded on their session item (see put_session_agent); cleared when it
-# grows past this, which only costs a redundant (idempotent) update per agent.
-_RECORDED_AGENTS_CAP = 4096
+# Sessions whose agents this process remembers having recorded (see put_session_agent); forgotten
+# all at once past this many, which only costs a redundant (idempotent) update per agent.
+_RECORDED_SESSIONS_CAP = 4096
 # refresh_children updates its items this many at a time (one UpdateItem each).
 _REFRESH_WORKERS = 16
 
@@ -44,7 +45,8 @@ class DynamoSessionChildrenMixin:
     :class:`~selador.store.dynamodb.DynamoDbStore`'s ``__init__`` sets and on
     ``_retry_conflicts`` of :class:`~selador.store.dynamodb_runs.DynamoRunsMixin`. Child reads do
     not consult the session item: callers pass the generation of a record they just read, and a
-    child of another generation is simply not found.
+    child of another generation is simply not found. Every method taking a generation raises
+    ``ValueError`` for one :meth:`create_session` would refuse (it could make keys ambiguous).
     """
 
     # Set by DynamoDbStore.__init__; declared here so the methods below type-check on their own.
@@ -52,7 +54,7 @@ class DynamoSessionChildrenMixin:
     table_name: str
     _now: Callable[[], float]
     _sleep: Callable[[float], None]
-    _recorded_agents: set[tuple[str, str, str]]
+    _recorded_agents: dict[str, set[tuple[str, str]]]
 
     if TYPE_CHECKING:
         # DynamoRunsMixin._retry_conflicts: resend a write that lost to a concurrent transaction.
@@ -65,7 +67,8 @@ class DynamoSessionChildrenMixin:
 
         The id is recorded (``ADD agents``, conditioned on the generation, so a deleted or
         replaced session is not brought back as a partial item) so that :meth:`delete_session`
-        can find the agent's items. Each process records an id once per generation.
+        can find the agent's items. Each process records an id once per generation, and forgets
+        it when it creates or deletes that session.
 
         Args:
             owner: The owner.
@@ -75,10 +78,10 @@ class DynamoSessionChildrenMixin:
             data: Its JSON text.
             expires_at: The item's TTL.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         pk = agent_key(digest, generation, agent_id)
-        recorded = (digest, generation, agent_id)
-        if recorded not in self._recorded_agents:
+        if (generation, agent_id) not in self._recorded_agents.get(digest, ()):
             try:
                 self._client.update_item(
                     TableName=self.table_name,
@@ -88,9 +91,9 @@ class DynamoSessionChildrenMixin:
                     ExpressionAttributeNames={"#a": "agents", "#g": "generation"},
                     ExpressionAttributeValues={":a": {"SS": [agent_id]}, ":g": {"S": generation}},
                 )
-                if len(self._recorded_agents) >= _RECORDED_AGENTS_CAP:
+                if len(self._recorded_agents) >= _RECORDED_SESSIONS_CAP:
                     self._recorded_agents.clear()
-                self._recorded_agents.add(recorded)
+                self._recorded_agents.setdefault(digest, set()).add((generation, agent_id))
             except ClientError as exc:
                 if not _is_conditional_failure(exc):
                     raise
@@ -109,6 +112,7 @@ class DynamoSessionChildrenMixin:
             generation: The session's generation.
             agent_id: The Strands agent id.
         """
+        check_generation(generation)
         item = self._get_item(agent_key(session_hash(owner, session_id), generation, agent_id))
         if not item or _expires_at(item) <= self._now():
             return None
@@ -135,6 +139,7 @@ class DynamoSessionChildrenMixin:
             data: Its JSON text.
             expires_at: The item's TTL.
         """
+        check_generation(generation)
         pk = message_key(session_hash(owner, session_id), generation, agent_id, message_id)
         self._client.put_item(
             TableName=self.table_name,
@@ -157,6 +162,7 @@ class DynamoSessionChildrenMixin:
         Returns:
             ``(id, data)`` pairs; missing ids are skipped.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         keys = {message_key(digest, generation, agent_id, n): n for n in range(max(start, 0), stop)}
         now = self._now()
@@ -172,6 +178,7 @@ class DynamoSessionChildrenMixin:
             generation: The session's generation.
             count: How many turns the record says were committed.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         now = self._now()
         found = batch_get(
@@ -208,6 +215,7 @@ class DynamoSessionChildrenMixin:
             turns: Committed turns (items ``0 .. turns-1``).
             expires_at: The new expiry.
         """
+        check_generation(generation)
         digest = session_hash(owner, session_id)
         keys = [agent_key(digest, generation, agent) for agent in agent_ids]
         keys += [message_key(digest, generation, agent, n) for agent in agent_ids for n in range(messages)]
@@ -252,6 +260,7 @@ class DynamoSessionChildrenMixin:
         """
         record = session_from_item(session)
         digest = session_hash(record.owner, record.session_id)
+        self._recorded_agents.pop(digest, None)
         agents = agents_of(session)
         keys = [agent_key(digest, record.generation, agent) for agent in agents]
         keys += [turn_key(digest, record.generation, index) for index in range(record.turns)]

@@ -17,6 +17,7 @@ from selador.store.dynamodb_runs import _is_condition_cancel
 from selador.store.dynamodb_session_children import DynamoSessionChildrenMixin
 from selador.store.dynamodb_session_items import (
     INDEX_OWNER,
+    INDEX_USED,
     SESSIONS_INDEX_NAME,
     session_from_item,
     session_hash,
@@ -34,8 +35,10 @@ from selador.store.session_records import (
 )
 from selador.store.sessions import SessionRecord, TurnCommit
 
-# owner_has_sessions reads the index this many items at a time until it meets an unexpired one.
-_HAS_SESSIONS_PAGE = 10
+# owner_has_sessions reads the index this many items first (the newest is nearly always live),
+# then bigger pages while it meets only expired ones the sweeper has not removed yet.
+_HAS_SESSIONS_FIRST_PAGE = 10
+_HAS_SESSIONS_PAGE = 100
 
 
 class DynamoSessionsMixin(DynamoSessionChildrenMixin):
@@ -63,8 +66,8 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
     def create_session(self, record: SessionRecord) -> bool:
         """Store a new session: a ``PutItem`` conditioned on no unexpired session having its key.
 
-        Replacing an expired session then deletes the old generation's children (best effort:
-        they are invisible under the new generation anyway, and expire on their own).
+        Replacing an expired session then deletes the old session's children (best effort: they
+        are invisible under the new generation anyway, and expire on their own).
 
         Args:
             record: The record, stored as given.
@@ -80,6 +83,8 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
         check_generation(record.generation)
         now = self._now()
         item = session_to_item(record)
+        # A new session item has no agents recorded yet, whatever this process remembers.
+        self._recorded_agents.pop(session_hash(record.owner, record.session_id), None)
         try:
             answer = self._client.put_item(
                 TableName=self.table_name,
@@ -97,8 +102,10 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
             current = self._get_item(item["pk"]["S"])
             return current is not None and current["generation"]["S"] == record.generation
         old = answer.get("Attributes")
-        if old and old.get("generation", {}).get("S") != record.generation:
-            # The new session stands whatever happens here; old children left behind expire by TTL.
+        if old:
+            # The replaced session's children, whatever their generation (one a caller reused
+            # included: the new session has none yet, its creator not having been told it exists).
+            # The new session stands whatever happens here; what is left behind expires by TTL.
             with contextlib.suppress(ClientError):
                 self._delete_children(old)
         return True
@@ -119,6 +126,7 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
         Returns:
             ``True`` when committed; ``False`` when a condition failed (nothing written).
         """
+        check_generation(generation)
         pk = session_key(owner, session_id)
         turn = turn_to_item(
             turn_key(session_hash(owner, session_id), generation, commit.turn.index),
@@ -130,7 +138,7 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
             "#n": "turns",
             "#m": "messages",
             "#u": "last_used_at",
-            "#iu": "sess_used",
+            "#iu": INDEX_USED,
             "#e": "expires_at",
         }
         values: dict[str, Any] = {
@@ -167,6 +175,8 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
                 "Item": turn,
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
+            # botocore fills in ClientRequestToken and keeps it across its own retries, so a resend
+            # of a transaction that landed is a no-op rather than a failed condition.
             self._client.transact_write_items(TransactItems=[{"Put": put}, {"Update": update}])
 
         try:
@@ -249,7 +259,8 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
         now = self._now()
         start: dict[str, Any] | None = None
         while True:
-            answer = self._query_owner(owner, now, _HAS_SESSIONS_PAGE, start, projection="#e")
+            size = _HAS_SESSIONS_FIRST_PAGE if start is None else _HAS_SESSIONS_PAGE
+            answer = self._query_owner(owner, now, size, start, projection="#e")
             if any(_expires_at(item) > now for item in answer.get("Items", [])):
                 return True
             start = answer.get("LastEvaluatedKey")
@@ -284,5 +295,5 @@ class DynamoSessionsMixin(DynamoSessionChildrenMixin):
         return {
             "pk": {"S": session_key(owner, session_id)},
             INDEX_OWNER: {"S": owner},
-            "sess_used": _number(last_used_at),
+            INDEX_USED: _number(last_used_at),
         }

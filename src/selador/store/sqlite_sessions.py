@@ -7,6 +7,7 @@ schema (:mod:`selador.store.sqlite_schema`: tables ``sessions`` and ``session_it
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -45,7 +46,9 @@ class SqliteSessionsMixin:
     Not a store on its own: it relies on attributes that
     :class:`~selador.store.sqlite.SqliteStore`'s ``__init__`` sets and on its writer lock,
     ``_writing``. Child reads do not consult the session record: callers pass the generation of a
-    record they just read, and a child of another generation is simply not found.
+    record they just read, and a child of another generation is simply not found. Every method
+    taking a generation raises ``ValueError`` for one :meth:`create_session` would refuse, as the
+    DynamoDB store must.
     """
 
     # Set by SqliteStore.__init__; declared here so the methods below type-check on their own.
@@ -130,14 +133,17 @@ class SqliteSessionsMixin:
             ``True`` when committed; ``False`` when the session is absent, expired, of another
             generation or at another turn (nothing written).
         """
+        check_generation(generation)
         with self._writing(transaction=True):
             current = self._get_session_locked(owner, session_id)
             if current is None or current.generation != generation or current.turns != commit.turn.index:
                 return False
-            # The record's turn count says the slot is free; a leftover row (none should exist) is
-            # overwritten rather than trusted.
-            self._conn.execute(
-                _UPSERT_ITEM,
+            # The turn's slot must be free, as the DynamoDB store's Put demands (a row there would
+            # mean the record and its turns disagree: refuse rather than overwrite).
+            inserted = self._conn.execute(
+                "INSERT INTO session_items (owner, session_id, generation, kind, agent_id, n, data, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (owner, session_id, generation, kind, agent_id, n) DO NOTHING RETURNING 1",
                 (
                     owner,
                     session_id,
@@ -148,12 +154,11 @@ class SqliteSessionsMixin:
                     turn_to_json(commit.turn),
                     turn_expiry(commit),
                 ),
-            )
-            updated = SessionRecord(
-                owner=current.owner,
-                session_id=current.session_id,
-                generation=current.generation,
-                created_at=current.created_at,
+            ).fetchall()
+            if not inserted:
+                return False
+            updated = dataclasses.replace(
+                current,
                 last_used_at=commit.last_used_at,
                 expires_at=commit.expires_at,
                 children_expire_at=(
@@ -248,6 +253,7 @@ class SqliteSessionsMixin:
             data: Its JSON text.
             expires_at: When the row may be deleted.
         """
+        check_generation(generation)
         with self._writing():
             self._conn.execute(
                 _UPSERT_ITEM, (owner, session_id, generation, _AGENT, agent_id, 0, data, expires_at)
@@ -262,6 +268,7 @@ class SqliteSessionsMixin:
             generation: The session's generation.
             agent_id: The Strands agent id.
         """
+        check_generation(generation)
         with self._lock:
             row = self._conn.execute(
                 "SELECT data FROM session_items WHERE owner = ? AND session_id = ? AND generation = ? "
@@ -291,6 +298,7 @@ class SqliteSessionsMixin:
             data: Its JSON text.
             expires_at: When the row may be deleted.
         """
+        check_generation(generation)
         with self._writing():
             self._conn.execute(
                 _UPSERT_ITEM,
@@ -313,6 +321,7 @@ class SqliteSessionsMixin:
         Returns:
             ``(id, data)`` pairs; missing ids are skipped.
         """
+        check_generation(generation)
         with self._lock:
             rows = self._conn.execute(
                 "SELECT n, data FROM session_items WHERE owner = ? AND session_id = ? AND generation = ? "
@@ -330,6 +339,7 @@ class SqliteSessionsMixin:
             generation: The session's generation.
             count: How many turns the record says were committed.
         """
+        check_generation(generation)
         with self._lock:
             rows = self._conn.execute(
                 "SELECT data FROM session_items WHERE owner = ? AND session_id = ? AND generation = ? "
@@ -363,6 +373,7 @@ class SqliteSessionsMixin:
             turns: Committed turns.
             expires_at: The new expiry.
         """
+        check_generation(generation)
         agents = ", ".join("?" * len(agent_ids))
         with self._writing():
             self._conn.execute(

@@ -339,3 +339,20 @@ def test_every_call_a_session_makes_is_granted_by_the_template(
         if name == "query":
             assert kwargs["IndexName"] == SESSIONS_INDEX_NAME
     assert re.fullmatch(r"[A-Za-z]+", SESSIONS_INDEX_NAME)
+
+
+def test_a_commit_never_overwrites_a_stored_turn(
+    store: DynamoDbStore, dynamodb_client: LinearizedClient, clock: FakeClock
+) -> None:
+    """A turn item where the record says none is (they disagree) cancels the whole transaction."""
+    record = new_session(clock)
+    assert store.create_session(record) is True
+    digest = hashlib.sha256(f"{OWNER}\x00chat-1".encode()).hexdigest()
+    planted = {
+        "pk": {"S": f"sturn#{digest}#{record.generation}#0"},
+        "expires_at": {"N": str(int(T0) + 99_999)},
+    }
+    dynamodb_client.put_item(TableName=TABLE, Item=planted)
+    assert store.commit_turn(OWNER, "chat-1", record.generation, commit_for(clock, 0, 2)) is False
+    assert store.get_session(OWNER, "chat-1") == record
+    assert raw_items(dynamodb_client)[planted["pk"]["S"]] == planted

@@ -256,6 +256,20 @@ def test_create_replaces_an_expired_session_with_a_new_generation(
     assert not any(old.generation in key for key in backend.stored(OWNER, "chat-1"))
 
 
+def test_replacing_an_expired_session_clears_its_children_even_of_the_same_generation(
+    backend: Backend, store: Store, clock: FakeClock
+) -> None:
+    record = created(store, new_session(clock))
+    store.put_session_agent(OWNER, "chat-1", record.generation, AGENT, "{}", record.children_expire_at)
+    put_messages(store, record, range(2))
+    assert store.commit_turn(OWNER, "chat-1", record.generation, commit_for(clock, 0, 2)) is True
+    clock.advance(TTL + 1)
+    again = created(store, dataclasses.replace(record, expires_at=math.ceil(clock() + TTL)))
+    assert set(backend.stored(OWNER, "chat-1")) == {backend.key("session", OWNER, "chat-1", "", "", 0)}
+    assert messages_of(store, again, 0, 2) == []
+    assert store.commit_turn(OWNER, "chat-1", again.generation, commit_for(clock, 0, 1)) is True
+
+
 def test_expiry_is_exact_to_the_second(store: Store, clock: FakeClock) -> None:
     created(store, new_session(clock, expires_at=int(T0) + 10))
     clock.advance(9.5)
@@ -264,11 +278,27 @@ def test_expiry_is_exact_to_the_second(store: Store, clock: FakeClock) -> None:
     assert store.get_session(OWNER, "chat-1") is None
 
 
-def test_a_malformed_generation_is_refused(store: Store, clock: FakeClock) -> None:
-    for generation in ("", "a#b", "g 1", "x" * 65):
+@pytest.mark.parametrize("generation", ["", "a#b", "g 1", "x" * 65])
+def test_a_malformed_generation_is_refused_everywhere(
+    backend: Backend, store: Store, clock: FakeClock, generation: str
+) -> None:
+    """A ``#`` in a generation could make two children's keys collide; no method takes one."""
+    with pytest.raises(ValueError, match="generation"):
+        store.create_session(new_session(clock, generation=generation))
+    args = (OWNER, "chat-1", generation)
+    calls: list[Callable[[], object]] = [
+        lambda: store.commit_turn(*args, commit_for(clock, 0, 1)),
+        lambda: store.put_session_agent(*args, AGENT, "{}", int(T0) + 60),
+        lambda: store.get_session_agent(*args, AGENT),
+        lambda: store.put_session_message(*args, AGENT, 0, "{}", int(T0) + 60),
+        lambda: store.read_session_messages(*args, AGENT, 0, 0),
+        lambda: store.read_turns(*args, 0),
+        lambda: store.refresh_children(*args, agent_ids=(), messages=0, turns=0, expires_at=int(T0) + 60),
+    ]
+    for call in calls:
         with pytest.raises(ValueError, match="generation"):
-            store.create_session(new_session(clock, generation=generation))
-    assert store.get_session(OWNER, "chat-1") is None
+            call()
+    assert backend.total() == 0
 
 
 ODD_SESSIONS = [
@@ -640,6 +670,22 @@ def test_delete_leaves_nothing_of_the_session(backend: Backend, store: Store, cl
     assert store.get_session_agent(OWNER, "chat-1", record.generation, AGENT) is None
     assert [r.session_id for r in store.list_sessions(OWNER, 10)[0]] == ["keep"]
     assert store.delete_session(OWNER, "chat-1") is False
+
+
+def test_delete_after_recreating_with_the_same_generation_leaves_nothing(
+    backend: Backend, store: Store, clock: FakeClock
+) -> None:
+    """The agent of a session created again (a reused generation) is found by the next delete too."""
+    record = created(store, new_session(clock))
+    for _ in range(2):
+        store.put_session_agent(OWNER, "chat-1", record.generation, AGENT, "{}", record.children_expire_at)
+        assert store.delete_session(OWNER, "chat-1") is True
+        assert backend.stored(OWNER, "chat-1") == {}
+        created(store, record)
+    store.put_session_agent(OWNER, "chat-1", record.generation, AGENT, "{}", record.children_expire_at)
+    assert len(backend.stored(OWNER, "chat-1")) == 2
+    assert store.delete_session(OWNER, "chat-1") is True
+    assert backend.stored(OWNER, "chat-1") == {}
 
 
 def test_delete_of_a_missing_session_is_false(backend: Backend, store: Store, clock: FakeClock) -> None:

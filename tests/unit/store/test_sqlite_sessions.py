@@ -83,3 +83,18 @@ def test_session_writes_in_a_group_roll_back_together(path: str, clock: FakeCloc
         1,
         2,
     ]
+
+
+def test_a_commit_never_overwrites_a_stored_turn(path: str, clock: FakeClock) -> None:
+    """A turn row where the record says none is (they disagree) refuses the commit, as in DynamoDB."""
+    store = SqliteStore(path, now=clock)
+    session = new_session(clock)
+    assert store.create_session(session) is True
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO session_items VALUES (?, 'chat-1', ?, 'turn', '', 0, '{}', ?)",
+            (OWNER, session.generation, int(T0) + 99_999),
+        )
+    assert store.commit_turn(OWNER, "chat-1", session.generation, commit_for(clock, 0, 2)) is False
+    loaded = store.get_session(OWNER, "chat-1")
+    assert loaded is not None and loaded.turns == 0
