@@ -214,9 +214,11 @@ def _may_follow(reading: Reading, asks: frozenset[str] | None = None, given: set
 
 def _fragment(reading: Reading) -> bool:
     """Whether the question is only figures and the words joining them (no verb, no subject)."""
-    text = reading.question
-    for mention in reversed(zone_mentions(text)):
-        text = text[: mention.start] + " " + text[mention.end :]
+    pieces, end = [], 0
+    for mention in zone_mentions(reading.question):  # the zones' own words are figures
+        pieces.append(reading.question[end : mention.start])
+        end = max(end, mention.end)
+    text = " ".join([*pieces, reading.question[end:]])
     vocabulary = _JOINING_WORDS | lexicon.GENERAL_WORDS | lexicon.PROPERTY_WORDS | lexicon.FINANCE_WORDS
     return all(word[0].isdigit() or word in vocabulary for word in lexicon.words(text))
 
