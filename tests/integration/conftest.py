@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pytest
 from moto import mock_aws
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.botocore_stubber import BotocoreStubber
 
 from selador.handler import lambda_handler
 from selador.local.events import connect_event, new_connection_id
@@ -107,8 +109,29 @@ def connect(context, **token_claims: Any) -> str:
     return conn
 
 
+_MOTO_LOCK = threading.RLock()
+
+
+def _linearized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serve one mocked AWS request at a time, as the real services apply each one atomically.
+
+    moto is not thread-safe: ``TransactWriteItems`` deep-copies the table while another thread's
+    ``PutItem`` (a run's frame log, written by its sender thread) changes it, and fails with
+    "dictionary changed size during iteration". Real DynamoDB has no such failure, so the tests
+    serialise requests (never what happens between them).
+    """
+    original = BotocoreStubber.__call__
+
+    def locked(self: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with _MOTO_LOCK:
+            return original(self, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", locked)
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    _linearized_moto(monkeypatch)
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
         store = DynamoDbStore(client, TABLE)
