@@ -125,6 +125,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="what the server does with the run when this connection drops (default: not sent; "
         "the server continues)",
     )
+    parser.add_argument(
+        "--session-id",
+        help='ask in this conversation ("new" starts one); the session id and token are printed',
+    )
+    parser.add_argument(
+        "--session-token",
+        default=os.environ.get("SELADOR_SESSION_TOKEN") or None,
+        help="the session_token of an anonymous conversation (default: $SELADOR_SESSION_TOKEN)",
+    )
     return parser.parse_args(argv)
 
 
@@ -156,6 +165,16 @@ class Printer:
         """Print a status frame on a line of its own."""
         self._end_stream_line()
         self._write_out(f"[status] {frame.get('message', '')}\n")
+        if frame.get("stage") == "accepted" and frame.get("session_id"):
+            token = frame.get("session_token")
+            self.note(
+                f"session {frame['session_id']}"
+                + (
+                    f" (continue with --session-id {frame['session_id']} --session-token {token})"
+                    if token
+                    else ""
+                )
+            )
         self.out.flush()
 
     def delta(self, frame: dict[str, Any]) -> None:
@@ -575,6 +594,10 @@ class Client:
             message["context"] = self.args.context
         if self.args.on_disconnect:
             message["on_disconnect"] = self.args.on_disconnect
+        if self.args.session_id:
+            message["session_id"] = self.args.session_id
+        if self.args.session_token:
+            message["session_token"] = self.args.session_token
         return message
 
     def _resume_message(self) -> dict[str, Any]:

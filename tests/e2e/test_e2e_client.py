@@ -58,6 +58,31 @@ def test_client_exits_0_on_result_and_streams_the_answer(gateway: GatewayProcess
     assert "[reconnected" not in run.stderr
 
 
+def test_client_continues_a_conversation_with_the_printed_session(gateway: GatewayProcess) -> None:
+    first = run_client(
+        "What is the FAR in LR2?",
+        "--query-type",
+        "zoning",
+        "--session-id",
+        "new",
+        url=gateway.endpoints.ws_url,
+    )
+    assert first.returncode == 0, first.stderr
+    hint = re.search(r"--session-id (\S+) --session-token (\S+)\)", first.stderr)
+    assert hint, first.stderr
+    second = run_client(
+        "And in LR3?",
+        "--query-type",
+        "zoning",
+        "--session-id",
+        hint.group(1),
+        url=gateway.endpoints.ws_url,
+        env={"SELADOR_SESSION_TOKEN": hint.group(2)},
+    )
+    assert second.returncode == 0, second.stderr
+    assert "1.8" in second.stdout and f"session {hint.group(1)}" in second.stderr
+
+
 def test_client_reads_the_url_from_the_environment_and_prints_raw_frames(gateway: GatewayProcess) -> None:
     run = run_client("What permits do I need?", "--json", env={"SELADOR_WS_URL": gateway.endpoints.ws_url})
     assert run.returncode == 0, run.stderr
