@@ -29,9 +29,14 @@ HTTP_ROUTES: tuple[str, ...] = (
     "POST /runs",
     "GET /runs/{request_id}",
     "DELETE /runs/{request_id}",
+    "GET /sessions",
+    "GET /sessions/{session_id}",
+    "DELETE /sessions/{session_id}",
     "GET /health",
 )
 """The HTTP routes this handler serves (the template must define exactly these)."""
+_PARAMETER_NAMES = {"runs": "request_id", "sessions": "session_id"}
+"""The path parameter of each ``/<collection>/{…}`` route."""
 
 
 def route_of(kind: str, event: Any) -> str:
@@ -73,7 +78,9 @@ def _http_route(event: Mapping[str, Any]) -> str:
     path = http.get("path") if isinstance(http, Mapping) else event.get("path")
     if isinstance(path, str):
         parts = path.split("/")
-        template = "/runs/{request_id}" if len(parts) == 3 and parts[1] == "runs" and parts[2] else path
+        template = path
+        if len(parts) == 3 and parts[2] and parts[1] in _PARAMETER_NAMES:
+            template = f"/{parts[1]}/{{{_PARAMETER_NAMES[parts[1]]}}}"
         candidates.append(f"{method} {template}")
     for candidate in candidates:
         if candidate in HTTP_ROUTES:

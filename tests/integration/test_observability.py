@@ -101,7 +101,8 @@ def test_errors_are_counted_by_code_and_route(context, emitted) -> None:
         http_v2_event("POST", "/invoke", body="{}", headers={"content-type": "text/plain"}), context
     )
     lambda_handler(http_v2_event("GET", "/runs/q-1", headers=JSON), context)
-    assert len(emitted) == 2
+    lambda_handler(http_v2_event("GET", "/sessions/my-plans", headers=JSON), context)
+    assert len(emitted) == 3
     assert _metrics(emitted[0])["Errors"] == (
         "Count",
         {"route": "POST /invoke", "code": "bad_request", "service": "selador"},
@@ -109,6 +110,11 @@ def test_errors_are_counted_by_code_and_route(context, emitted) -> None:
     )
     # A concrete path is never a dimension value: it is mapped to its route.
     assert _metrics(emitted[1])["Errors"][1]["route"] == "GET /runs/{request_id}"
+    assert _metrics(emitted[2])["Errors"][1] == {
+        "route": "GET /sessions/{session_id}",
+        "code": "unauthorized",
+        "service": "selador",
+    }
 
 
 def test_metrics_off_writes_nothing(monkeypatch: pytest.MonkeyPatch, context, emitted) -> None:

@@ -214,6 +214,9 @@ def test_http_api(template: dict[str, Any]) -> None:
         ("POST", "/runs"),
         ("GET", "/runs/{request_id}"),
         ("DELETE", "/runs/{request_id}"),
+        ("GET", "/sessions"),
+        ("GET", "/sessions/{session_id}"),
+        ("DELETE", "/sessions/{session_id}"),
         ("GET", "/health"),
     }
     assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events.values())
@@ -223,6 +226,7 @@ def test_http_api(template: dict[str, Any]) -> None:
         assert authorised == (event["Properties"]["Path"] != "/health"), event
     cors = api["CorsConfiguration"]
     assert "DELETE" in cors["AllowMethods"] and "X-Run-Token" in cors["AllowHeaders"]
+    assert "X-Session-Token" in cors["AllowHeaders"]
     assert cors["ExposeHeaders"] == ["Location"]
 
 

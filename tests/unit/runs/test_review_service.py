@@ -83,7 +83,12 @@ def result_frame() -> ResultFrame:
 
 
 def fake_agent(
-    request: QueryRequest, sink: Any, *, settings: Settings, deadline: float | None = None
+    request: QueryRequest,
+    sink: Any,
+    *,
+    settings: Settings,
+    deadline: float | None = None,
+    conversation: Any = None,
 ) -> None:
     sink.send(StatusFrame(stage="routing", message="routing"))
     sink.send(StatusFrame(stage="tool", message="searching"))
