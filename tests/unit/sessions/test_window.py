@@ -93,3 +93,27 @@ def test_a_real_agent_prompt_holds_at_most_max_turns() -> None:
     assert agent.messages[0]["content"][0]["text"] == "question 3"
     with pytest.raises(ValueError):
         TurnWindowConversationManager(0)
+
+
+def test_tool_results_of_older_turns_leave_the_prompt_but_every_tool_use_keeps_a_result() -> None:
+    from selador.sessions.window import LEFT_OUT, leave_out_old_tool_results
+
+    history = turn(1, tools=True) + turn(2) + turn(3, tools=True) + turn(4, tools=True)
+    originals = [dict(m) for m in history]
+    messages = list(history)
+    assert leave_out_old_tool_results(messages) == 2
+    results = [
+        (b["toolResult"]["toolUseId"], b["toolResult"]["content"][0]["text"])
+        for m in messages
+        for b in m["content"]
+        if "toolResult" in b
+    ]
+    assert results == [("t1", LEFT_OUT), ("t3", LEFT_OUT), ("t4", "r")]
+    # The messages were replaced, not changed: the session manager's copies are intact.
+    assert (
+        history[2]["content"][0]["toolResult"]["content"]
+        == [{"text": "r"}]
+        == originals[2]["content"][0]["toolResult"]["content"]
+    )
+    assert leave_out_old_tool_results(messages) == 0  # nothing left to do
+    assert leave_out_old_tool_results(list(turn(1, tools=True)), keep_turns=0) == 1
