@@ -83,7 +83,7 @@ def result_frame() -> ResultFrame:
 
 
 def fake_agent(
-    request: QueryRequest, sink: Any, *, settings: Settings, deadline: float | None = None
+    request: QueryRequest, sink: Any, *, settings: Settings, deadline: float | None = None, **_: Any
 ) -> None:
     sink.send(StatusFrame(stage="routing", message="routing"))
     sink.send(StatusFrame(stage="tool", message="searching"))
