@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from strands.types.content import Message
 
     from selador.agents.specs import AgentSpec
+    from selador.sessions.conversation import Conversation
 
 QUESTION_TIMEOUT_S = 30.0
 """Deadline per question (the offline responder answers in milliseconds)."""
@@ -103,9 +104,9 @@ class RecordingOrchestrator(Orchestrator):
     last_agent: Agent | None = None
     history: Sequence[Message] = ()
 
-    def build_agent(self, spec: AgentSpec) -> Agent:
+    def build_agent(self, spec: AgentSpec, conversation: Conversation | None = None) -> Agent:
         """Build the agent exactly as the parent does, seed it with the history, and remember it."""
-        agent = super().build_agent(spec)
+        agent = super().build_agent(spec, conversation)
         agent.messages.extend(copy.deepcopy(list(self.history)))
         self.last_agent = agent
         return agent
