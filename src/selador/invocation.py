@@ -29,6 +29,9 @@ HTTP_ROUTES: tuple[str, ...] = (
     "POST /runs",
     "GET /runs/{request_id}",
     "DELETE /runs/{request_id}",
+    "GET /sessions",
+    "GET /sessions/{session_id}",
+    "DELETE /sessions/{session_id}",
     "GET /health",
 )
 """The HTTP routes this handler serves (the template must define exactly these)."""
@@ -58,6 +61,10 @@ def route_of(kind: str, event: Any) -> str:
     return "unknown"
 
 
+_ID_ROUTES = {"runs": "/runs/{request_id}", "sessions": "/sessions/{session_id}"}
+"""The routes with an id in their path, by their first segment."""
+
+
 def _http_route(event: Mapping[str, Any]) -> str:
     """One of :data:`HTTP_ROUTES`, or ``other``: a path must never become a dimension value.
 
@@ -73,7 +80,9 @@ def _http_route(event: Mapping[str, Any]) -> str:
     path = http.get("path") if isinstance(http, Mapping) else event.get("path")
     if isinstance(path, str):
         parts = path.split("/")
-        template = "/runs/{request_id}" if len(parts) == 3 and parts[1] == "runs" and parts[2] else path
+        template = path
+        if len(parts) == 3 and parts[2] and parts[1] in _ID_ROUTES:
+            template = _ID_ROUTES[parts[1]]
         candidates.append(f"{method} {template}")
     for candidate in candidates:
         if candidate in HTTP_ROUTES:

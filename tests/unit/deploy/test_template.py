@@ -214,6 +214,9 @@ def test_http_api(template: dict[str, Any]) -> None:
         ("POST", "/runs"),
         ("GET", "/runs/{request_id}"),
         ("DELETE", "/runs/{request_id}"),
+        ("GET", "/sessions"),
+        ("GET", "/sessions/{session_id}"),
+        ("DELETE", "/sessions/{session_id}"),
         ("GET", "/health"),
     }
     assert all(e["Properties"]["ApiId"] == {"Ref": "HttpApi"} for e in events.values())
