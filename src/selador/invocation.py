@@ -35,8 +35,6 @@ HTTP_ROUTES: tuple[str, ...] = (
     "GET /health",
 )
 """The HTTP routes this handler serves (the template must define exactly these)."""
-_PARAMETER_NAMES = {"runs": "request_id", "sessions": "session_id"}
-"""The path parameter of each ``/<collection>/{…}`` route."""
 
 
 def route_of(kind: str, event: Any) -> str:
@@ -63,6 +61,10 @@ def route_of(kind: str, event: Any) -> str:
     return "unknown"
 
 
+_ID_ROUTES = {"runs": "/runs/{request_id}", "sessions": "/sessions/{session_id}"}
+"""The routes with an id in their path, by their first segment."""
+
+
 def _http_route(event: Mapping[str, Any]) -> str:
     """One of :data:`HTTP_ROUTES`, or ``other``: a path must never become a dimension value.
 
@@ -79,8 +81,8 @@ def _http_route(event: Mapping[str, Any]) -> str:
     if isinstance(path, str):
         parts = path.split("/")
         template = path
-        if len(parts) == 3 and parts[2] and parts[1] in _PARAMETER_NAMES:
-            template = f"/{parts[1]}/{{{_PARAMETER_NAMES[parts[1]]}}}"
+        if len(parts) == 3 and parts[2] and parts[1] in _ID_ROUTES:
+            template = _ID_ROUTES[parts[1]]
         candidates.append(f"{method} {template}")
     for candidate in candidates:
         if candidate in HTTP_ROUTES:

@@ -117,6 +117,13 @@ def test_errors_are_counted_by_code_and_route(context, emitted) -> None:
     }
 
 
+def test_session_routes_are_metric_routes_too(context, emitted) -> None:
+    lambda_handler(http_v2_event("GET", "/sessions", headers=JSON), context)
+    lambda_handler(http_v2_event("DELETE", "/sessions/s-1", headers=JSON), context)
+    routes = [_metrics(flush)["Errors"][1]["route"] for flush in emitted]
+    assert routes == ["GET /sessions", "DELETE /sessions/{session_id}"]
+
+
 def test_metrics_off_writes_nothing(monkeypatch: pytest.MonkeyPatch, context, emitted) -> None:
     monkeypatch.setenv("METRICS_OUTPUT", "off")
     response = lambda_handler(

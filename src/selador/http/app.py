@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +31,7 @@ from selador import __version__, metrics
 from selador.deps import get_dependencies
 from selador.http.budget import answer_deadline, gateway_deadline
 from selador.http.common import HttpError, authenticate_caller, error_response, header, json_response
+from selador.http.sessions import delete_session, get_session
 from selador.http.sessions import router as sessions_router
 from selador.observability import logger
 from selador.protocol import (
@@ -290,6 +291,15 @@ def _session_fields(started: Started) -> dict[str, str]:
     return fields
 
 
+_BY_ID: dict[tuple[str, str], Callable[[str], Response[str]]] = {
+    ("GET", "/runs/{request_id}"): run_status,
+    ("DELETE", "/runs/{request_id}"): cancel_run,
+    ("GET", "/sessions/{session_id}"): get_session,
+    ("DELETE", "/sessions/{session_id}"): delete_session,
+}
+"""The routes with an id in their path, for ids Powertools' path pattern does not match."""
+
+
 def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     app.include_router(router)
     app.include_router(sessions_router)
@@ -303,7 +313,14 @@ def _register(app: APIGatewayHttpResolver | APIGatewayRestResolver) -> None:
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response[str]:
         path = _path(app.current_event.raw_event)
-        allowed = ROUTE_METHODS.get(_route_of(path))
+        route = _route_of(path)
+        by_id = _BY_ID.get((app.current_event.http_method.upper(), route))
+        if by_id is not None:
+            # The route and method exist: Powertools' path pattern, which knows only some
+            # characters, missed an id the protocol allows ('"', "€", an emoji), which API
+            # Gateway hands over decoded.
+            return by_id(path.split("/")[2])
+        allowed = ROUTE_METHODS.get(route)
         metrics.error("method_not_allowed" if allowed else "not_found")
         if allowed:
             return error_response(

@@ -90,7 +90,8 @@ def delete_session(session_id: str) -> Response[str]:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # isascii: str.isdigit() also accepts "²" or "①", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise HttpError(
             HTTPStatus.BAD_REQUEST, f"limit: must be a whole number from 1 to {MAX_PAGE}", "bad_request"
         )

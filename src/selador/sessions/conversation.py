@@ -107,6 +107,8 @@ class Conversation:
             ),
             created_at=now,
         )
+        # Before the commit: a turn committed without its agent record would not be restored.
+        repository.write_agents()
         commit = TurnCommit(
             turn=turn,
             messages=repository.next_message_id,

@@ -9,7 +9,10 @@ makes a stored conversation exact across failures:
   cancelled or killed turn wrote is never read back;
 * it numbers the messages it writes itself, from the committed count, so a turn that failed is
   written over by the next, whatever the conversation manager trimmed;
-* it never creates the session (the ``invoke`` route did, with its owner) and answers only for it.
+* it never creates the session (the ``invoke`` route did, with its owner) and answers only for it;
+* it keeps the agent record (with the conversation manager's state: how many messages have left
+  the prompt) until the turn commits (:meth:`StoreSessionRepository.write_agents`): a turn that
+  failed after dropping earlier turns to fit the model's context must not drop them for the next.
 
 One instance per turn; not thread-safe (a Strands agent adds its messages one at a time).
 """
@@ -75,6 +78,8 @@ class StoreSessionRepository(SessionRepository):
         self.next_message_id = record.messages
         """The id the next written message gets; after the turn, the new committed count."""
         self.agent_ids: set[str] = set()
+        self._unwritten_agents: dict[str, str] = {}
+        """Agent records (JSON) this turn changed, by agent id: written when it commits."""
 
     # -- the session ---------------------------------------------------------------------------
 
@@ -110,21 +115,25 @@ class StoreSessionRepository(SessionRepository):
         self.update_agent(session_id, session_agent)
 
     def read_agent(self, session_id: str, agent_id: str, **kwargs: Any) -> SessionAgent | None:
-        """The stored agent record, or ``None`` before the first turn."""
+        """The agent record as this turn left it, else as stored; ``None`` before the first turn."""
         self._check(session_id)
-        data = self.store.get_session_agent(*self._key(), agent_id)
+        data = self._unwritten_agents.get(agent_id) or self.store.get_session_agent(*self._key(), agent_id)
         if data is None:
             return None
         self.agent_ids.add(agent_id)
         return SessionAgent.from_dict(json.loads(data))
 
     def update_agent(self, session_id: str, session_agent: SessionAgent, **kwargs: Any) -> None:
-        """Replace the agent record."""
+        """Replace the agent record when the turn commits (:meth:`write_agents`), not before."""
         self._check(session_id)
         self.agent_ids.add(session_agent.agent_id)
-        self.store.put_session_agent(
-            *self._key(), session_agent.agent_id, _dump(session_agent.to_dict()), self._child_expiry()
-        )
+        self._unwritten_agents[session_agent.agent_id] = _dump(session_agent.to_dict())
+
+    def write_agents(self) -> None:
+        """Store the agent records this turn changed; called by the commit, just before it."""
+        for agent_id, data in self._unwritten_agents.items():
+            self.store.put_session_agent(*self._key(), agent_id, data, self._child_expiry())
+        self._unwritten_agents.clear()
 
     # -- messages ------------------------------------------------------------------------------
 

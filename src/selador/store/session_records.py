@@ -27,6 +27,9 @@ _GENERATION = re.compile(r"[0-9A-Za-z_-]{1,64}")
 # or with characters outside the URL-safe alphabet, did not come from here.
 _CURSOR = re.compile(r"[0-9A-Za-z_-]{1,1024}")
 
+_LATEST_TIME = 1e11
+"""Past any ``last_used_at`` (the year 5138): a cursor's time is below it."""
+
 _SESSION_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionRecord))
 
 
@@ -90,6 +93,10 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     # bool is an int subclass; json gives int or float for numbers, never NaN here (it is refused
     # by the isfinite check should a hand-made cursor carry one).
     if isinstance(used, bool) or not isinstance(used, int | float) or not math.isfinite(used):
+        raise ValueError("malformed cursor")
+    # A session's last_used_at is an epoch second. Anything else was not made here, and DynamoDB
+    # refuses a key number past 1E+125 or under 1E-130 (a ValidationException: a 500, not a 400).
+    if not (used == 0 or 1 <= used < _LATEST_TIME):
         raise ValueError("malformed cursor")
     if not isinstance(session_id, str) or not session_id:
         raise ValueError("malformed cursor")
