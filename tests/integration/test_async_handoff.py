@@ -190,3 +190,26 @@ def test_a_job_that_starts_before_the_failed_hand_off_returns_owns_the_run(aws, 
 class _AcceptingLambda:
     def invoke(self, **kwargs):
         return {"StatusCode": 202}
+
+
+def test_a_session_question_is_handed_off_without_its_session_token(aws, context, monkeypatch) -> None:
+    captured: list[bytes] = []
+    deps, stub = _deps_with_lambda(monkeypatch, captured)
+    conn = new_connection_id()
+    first = {
+        "action": "invoke",
+        "question": "What is the FAR in LR2?",
+        "request_id": "s-1",
+        "session_id": "new",
+    }
+    with use_dependencies(deps):
+        lambda_handler(message_event(json.dumps(first), connection_id=conn), context)
+        accepted = aws.frames(conn)[0]
+        job_event = json.loads(captured[0])
+        # The token is the caller's secret for every conversation it owns: not in the job event.
+        assert accepted["session_token"] and accepted["session_token"] not in captured[0].decode()
+        assert job_event["selador_job"]["request"].get("session_token") is None
+        assert job_event["selador_job"]["request"]["session_id"] == "new"
+        assert lambda_handler(job_event, context)["statusCode"] == 200
+    end = aws.frames(conn)[-1]
+    assert end["type"] == "result" and end["data"]["session_id"] == accepted["session_id"]

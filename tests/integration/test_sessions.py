@@ -186,6 +186,7 @@ def test_one_question_at_a_time_per_session(aws: Aws, context: Any, monkeypatch:
     assert claim is not None
     frames = ask(aws, context, "And in LR3?", session_id="busy", session_token=session_token)
     assert [(f["type"], f.get("code"), "seq" in f) for f in frames] == [("error", "session_busy", False)]
+    assert frames[0]["session_id"] == "busy"
     status, body = http(
         context,
         "POST",

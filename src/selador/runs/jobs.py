@@ -64,7 +64,9 @@ def hand_off(deps: Dependencies, run_id: str, request: QueryRequest) -> bool:
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    job = Job(run_id=run_id, request=request)
+    # The executor finds the session's owner on the run record: the token (a secret that owns
+    # every conversation of its holder) stays out of the job event and any failure record of it.
+    job = Job(run_id=run_id, request=request.model_copy(update={"session_token": None}))
     client = deps.lambda_client or lambda_client(deps.settings)
     try:
         response = client.invoke(

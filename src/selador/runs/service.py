@@ -201,7 +201,9 @@ class Runs:
         if opening is not None:
             # Like the duplicate check, before the limits: a query that cannot run in its session
             # must not count against them.
-            owner = self.store.claim(opening.busy_key, settings.run_claim_ttl_seconds)
+            # Held at least as long as a pending run may wait for its executor (which renews it):
+            # a guard that expired before the run started would let a second turn run beside it.
+            owner = self.store.claim(opening.busy_key, max(settings.run_claim_ttl_seconds, PENDING_LEASE_S))
             if owner is None:
                 self._release(claims)
                 claims.clear()

@@ -21,6 +21,7 @@ from selador.deps import Dependencies
 from selador.observability import logger
 from selador.protocol import (
     ACTIONS,
+    NEW_SESSION,
     ErrorFrame,
     PongFrame,
     ProtocolError,
@@ -160,8 +161,14 @@ def invoke(event: Mapping[str, Any], context: Any, deps: Dependencies) -> dict[s
         endpoint=endpoint,
     )
     if isinstance(outcome, Refused):
+        # A refused question in a session names it (a generated id does not exist yet).
+        session_id = request.session_id if request.session_id != NEW_SESSION else None
         _reply(
-            event, deps, ErrorFrame(code=outcome.code, error=outcome.message, request_id=request.request_id)
+            event,
+            deps,
+            ErrorFrame(
+                code=outcome.code, error=outcome.message, request_id=request.request_id, session_id=session_id
+            ),
         )
         return OK
     run = outcome.run
