@@ -204,6 +204,7 @@ def test_a_session_question_is_handed_off_without_its_session_token(aws, context
     }
     with use_dependencies(deps):
         lambda_handler(message_event(json.dumps(first), connection_id=conn), context)
+        stub.assert_no_pending_responses()
         accepted = aws.frames(conn)[0]
         job_event = json.loads(captured[0])
         # The token is the caller's secret for every conversation it owns: not in the job event.
