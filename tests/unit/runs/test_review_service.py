@@ -287,6 +287,8 @@ def test_review_a_closed_listener_is_not_reattached_by_the_same_poll(path: str) 
     store.create_run(run)
     sender = RunSender(run, store=store, management=net, flush_ms=10_000, poll_ms=20, first_seq=1)
     sender.send(StatusFrame(stage="routing", message="working"))
+    # Posting is the sender thread's: the close must come after frame 1 went out, as the test says.
+    assert wait_for(lambda: bool(net.frames("A")))
     store.delete_connection("A")  # the client closes; $disconnect deletes its record
     assert wait_for(sender.cancel_signal.is_set)  # the next poll notices
     time.sleep(0.1)  # a few more polls
