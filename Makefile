@@ -31,7 +31,7 @@ UV := $(TOOLS)/bin/uv
 LOCK_ARGS ?=
 LOCK_COMMON := --generate-hashes --universal --quiet --custom-compile-command "make lock"
 
-.PHONY: install tools lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template clean
+.PHONY: install tools lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template docs clean
 
 # Installs the dev lock (hash-checked), then the project itself without dependencies. A changed
 # lock re-runs this: pins move to the lock's versions; packages the lock dropped stay until
@@ -109,6 +109,12 @@ fuzz: install
 
 soak: install
 	$(BIN)/python -m bench.soak
+
+# The machine-readable API documents, docs/asyncapi.yaml (WebSocket API, from src/selador/protocol.py)
+# and docs/openapi.json (HTTP API, by Powertools from the routes); tests/unit/apidocs fails when the
+# committed ones are stale (`python -m selador.local.apidocs --check` only reports).
+docs: install
+	$(BIN)/python -m selador.local.apidocs --out docs
 
 check-template: install
 	bash scripts/check-template.sh

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+PROTOCOL_VERSION = "1.2"
+"""The version of ``docs/protocol.md`` these models implement (also in the generated API documents)."""
 MAX_QUESTION_CHARS = 4000
 MAX_CONTEXT_CHARS = 4000
 MAX_REQUEST_ID_CHARS = 64
@@ -48,6 +50,9 @@ class ProtocolError(ValueError):
         self.request_id = request_id
 
 
+_ID_SCHEMA: dict[str, Any] = {"minLength": 1, "maxLength": MAX_REQUEST_ID_CHARS}
+
+
 def new_request_id() -> str:
     """A fresh server-side request id."""
     return "r-" + uuid.uuid4().hex[:20]
@@ -62,12 +67,18 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False, frozen=True)
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    """Not empty after trimming."""
     context: str | None = Field(default=None, max_length=MAX_CONTEXT_CHARS)
-    query_type: str = QUERY_TYPES[0]
-    request_id: str = Field(default_factory=new_request_id)
-    on_disconnect: str = ON_DISCONNECT[0]
-    session_id: str | None = None
-    """The conversation this question belongs to (``"new"``: generate one); ``None``: none."""
+    """What the asker knows already (a property, a project); the agents take it into account."""
+    # json_schema_extra: the rules the validators below enforce, stated in the JSON Schema too (the
+    # generated API documents); Field constraints would replace the validators' error messages.
+    query_type: str = Field(default=QUERY_TYPES[0], json_schema_extra={"enum": list(QUERY_TYPES)})
+    request_id: str = Field(default_factory=new_request_id, json_schema_extra=_ID_SCHEMA)
+    """Printable characters chosen by the client, unique among its running questions (``r-…``: none)."""
+    on_disconnect: str = Field(default=ON_DISCONNECT[0], json_schema_extra={"enum": list(ON_DISCONNECT)})
+    """What happens to the run when this connection drops."""
+    session_id: str | None = Field(default=None, json_schema_extra=_ID_SCHEMA)
+    """The conversation this question belongs to (``"new"``: generate one); absent or null: none."""
     session_token: str | None = Field(default=None, min_length=1, max_length=MAX_SESSION_TOKEN_CHARS)
     """Anonymous owners only: the token the session's first ``accepted`` frame carried."""
 
@@ -124,7 +135,7 @@ class RunCommand(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    request_id: str
+    request_id: str = Field(json_schema_extra=_ID_SCHEMA)
     run_token: str | None = Field(default=None, min_length=1, max_length=MAX_RUN_TOKEN_CHARS)
     after_seq: int = Field(default=0, ge=0, le=10_000_000)
 
@@ -276,8 +287,11 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timestamp: float = Field(default_factory=time.time)
+    """Seconds since the epoch."""
     request_id: str | None = None
+    """The query the frame belongs to (or the message an error is about, when it could be read)."""
     seq: int | None = None
+    """A run's own frames only: 1, 2, 3… per run, no gaps; errors about a message have none."""
     session_id: str | None = None
     """Every frame of a query asked in a session carries the session's id."""
 
@@ -294,7 +308,9 @@ class StatusFrame(_Frame):
     stage: str | None = None
     """Machine-readable step: ``accepted``, ``routed``, ``tool``, ``composing``."""
     agent: str | None = None
+    """``routed``: the agent that answers."""
     tool: str | None = None
+    """``tool``: the tool called, at ``step`` (1, 2…)."""
     step: int | None = None
     run_token: str | None = None
     """``accepted`` only: the secret that lets its holder resume, cancel or read the run."""
@@ -336,7 +352,19 @@ class Usage(BaseModel):
 
 
 class ResultData(BaseModel):
-    """The payload of a ``result`` frame, and the body of ``POST /invoke``'s ``data``."""
+    """The payload of a ``result`` frame, and the body of ``POST /invoke``'s ``data``.
+
+    Attributes:
+        success: False only for a cancelled run (``stop_reason`` ``cancelled``).
+        content: The answer (the text streamed so far, when cancelled).
+        tools_available: Tools the chosen agent had.
+        tools_used: Tool calls made in the run.
+        tool_calls: Calls per tool.
+        sources: Knowledge-base passages the answer drew on.
+        stop_reason: ``end_turn``; ``max_tokens`` or ``limit_turns`` (a cap ended it); ``cancelled``.
+        content_truncated: True when ``content`` was cut to fit a frame (the deltas hold it all).
+        content_length: With ``content_truncated``: the full answer's length in characters.
+    """
 
     success: bool = True
     content: str
@@ -368,6 +396,7 @@ class ErrorFrame(_Frame):
 
     type: Literal["error"] = "error"
     error: str
+    """Safe to show a user (no stack traces, ARNs or account ids)."""
     code: str | None = None
     """Machine-readable: ``bad_request``, ``unknown_action``, ``unknown_run``, ``session_busy``…"""
 

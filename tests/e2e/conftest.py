@@ -38,6 +38,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from selador.local.serve import Endpoints
 
+from .apidocs import validate_frame
+
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 WAIT = 30.0
@@ -190,15 +192,23 @@ def invoke_message(question: str, request_id: str, **fields: str) -> str:
     return json.dumps({"action": "invoke", "question": question, "request_id": request_id, **fields})
 
 
-async def recv_json(ws: ClientConnection, timeout: float = WAIT) -> Any:
-    """The next frame, decoded."""
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def recv_json(ws: ClientConnection, timeout: float = WAIT, *, validate: bool = True) -> Any:
+    """The next frame, decoded and checked against ``docs/asyncapi.yaml``.
+
+    ``validate=False`` for a test handler that answers something else than the protocol's frames.
+    """
+    frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    if validate:
+        validate_frame(frame)
+    return frame
 
 
 async def collect_frames(
     ws: ClientConnection, request_ids: set[str], timeout: float = WAIT
 ) -> dict[str, list[dict[str, Any]]]:
     """Read frames until every id in ``request_ids`` has had its terminal frame.
+
+    Every frame read, of these requests or not, is checked against ``docs/asyncapi.yaml``.
 
     Returns:
         The frames of each request, in arrival order (frames of other requests are dropped).
@@ -208,6 +218,7 @@ async def collect_frames(
     async with asyncio.timeout(timeout):
         while pending:
             frame = json.loads(await ws.recv())
+            validate_frame(frame)
             rid = frame.get("request_id")
             if rid in frames:
                 frames[rid].append(frame)

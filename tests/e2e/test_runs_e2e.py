@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 
 from selador.protocol import parse_frame
 
+from .apidocs import validate_frame
 from .conftest import WAIT, GatewayProcess, recv_json, start_gateway, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -117,8 +118,10 @@ class RunLog:
     unsequenced: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, text: str) -> dict[str, Any] | None:
-        """Record one received frame; ``None`` when it belongs to another request."""
+        """Record one received frame (checked against ``docs/asyncapi.yaml``); ``None`` when it
+        belongs to another request."""
         frame = json.loads(text)
+        validate_frame(frame)
         if frame.get("request_id") != self.request_id:
             return None
         seq = frame.get("seq")

@@ -25,6 +25,7 @@ import pytest
 
 from selador.protocol import parse_frame
 
+from .apidocs import validate_frame
 from .conftest import WAIT, GatewayProcess, start_gateway, ws_connect
 
 pytestmark = pytest.mark.e2e
@@ -89,6 +90,7 @@ async def ask(ws: Any, question: str, request_id: str, **fields: Any) -> list[di
     async with asyncio.timeout(WAIT):
         while True:
             frame = json.loads(await ws.recv())
+            validate_frame(frame)
             if frame.get("request_id") != request_id:
                 continue
             parse_frame(json.dumps(frame))
@@ -208,6 +210,7 @@ async def test_a_second_question_while_one_runs_is_session_busy(gateway: Gateway
         async with asyncio.timeout(WAIT):
             while True:  # the first question holds the session once it is accepted
                 frame = json.loads(await ws.recv())
+                validate_frame(frame)
                 if frame.get("request_id") == "b-1":
                     assert frame.get("stage") == "accepted", frame
                     run_token = frame["run_token"]

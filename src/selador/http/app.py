@@ -31,6 +31,7 @@ from selador import __version__, metrics
 from selador.deps import get_dependencies
 from selador.http.budget import answer_deadline, gateway_deadline
 from selador.http.common import HttpError, authenticate_caller, error_response, header, json_response
+from selador.http.routedocs import ROUTE_DOCS
 from selador.http.sessions import delete_session, get_session
 from selador.http.sessions import router as sessions_router
 from selador.observability import logger
@@ -71,14 +72,14 @@ _ERROR_STATUS = {
 }
 
 
-@router.get("/health")
+@router.get("/health", **ROUTE_DOCS["GET /health"])
 def health() -> dict[str, Any]:
     """Liveness: answers without touching the model, the store or the knowledge base."""
     settings = get_dependencies().settings
     return {"status": "ok", "version": __version__, "model_provider": settings.provider}
 
 
-@router.post("/invoke")
+@router.post("/invoke", **ROUTE_DOCS["POST /invoke"])
 def invoke() -> Response[str]:
     """Run a question and answer with the ``result`` frame's data, or 202 if it takes too long.
 
@@ -112,7 +113,7 @@ def invoke() -> Response[str]:
     return json_response(200, body | _session_fields(started))
 
 
-@router.post("/runs")
+@router.post("/runs", **ROUTE_DOCS["POST /runs"])
 def start_run() -> Response[str]:
     """Start a run and answer at once: ``202 {"request_id", "run_token", "status": "running"}``."""
     deps = get_dependencies()
@@ -123,7 +124,7 @@ def start_run() -> Response[str]:
     return _accepted(started)
 
 
-@router.get("/runs/<request_id>")
+@router.get("/runs/<request_id>", **ROUTE_DOCS["GET /runs/{request_id}"])
 def run_status(request_id: str) -> Response[str]:
     """A run's state: ``{"request_id", "status", "frames", "result" | "error"}``."""
     runs, run = _find_run(request_id)
@@ -140,7 +141,7 @@ def run_status(request_id: str) -> Response[str]:
     return json_response(200, body)
 
 
-@router.delete("/runs/<request_id>")
+@router.delete("/runs/<request_id>", **ROUTE_DOCS["DELETE /runs/{request_id}"])
 def cancel_run(request_id: str) -> Response[str]:
     """Cancel a run: ``202 {"request_id", "status": "cancelling"}``; 409 once it has ended."""
     runs, run = _find_run(request_id)

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.router import Router
 
 from selador.deps import get_dependencies
 from selador.http.common import HttpError, authenticate_caller, header, json_response
+from selador.http.routedocs import ROUTE_DOCS
 from selador.sessions.service import Sessions, principal_owner, token_owner
 
 router = Router()
@@ -43,7 +44,7 @@ def _caller() -> tuple[Sessions, str | None]:
     return sessions, token_owner(token)
 
 
-@router.get("/sessions")
+@router.get("/sessions", **ROUTE_DOCS["GET /sessions"])
 def list_sessions() -> Response[str]:
     """The caller's sessions, most recently used first: ``{"sessions": [...], "next": cursor}``."""
     sessions, owner = _caller()
@@ -61,7 +62,7 @@ def list_sessions() -> Response[str]:
     return json_response(200, page)
 
 
-@router.get("/sessions/<session_id>")
+@router.get("/sessions/<session_id>", **ROUTE_DOCS["GET /sessions/{session_id}"])
 def get_session(session_id: str) -> Response[str]:
     """One session's turns, oldest first; 404 when the caller has no such session."""
     sessions, owner = _caller()
@@ -71,7 +72,7 @@ def get_session(session_id: str) -> Response[str]:
     return json_response(200, sessions.transcript(record))
 
 
-@router.delete("/sessions/<session_id>")
+@router.delete("/sessions/<session_id>", **ROUTE_DOCS["DELETE /sessions/{session_id}"])
 def delete_session(session_id: str) -> Response[str]:
     """Erase a session and every message stored of it: 204; 409 while a query runs in it."""
     sessions, owner = _caller()

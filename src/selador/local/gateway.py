@@ -11,6 +11,8 @@
 * Lambda's Invoke API (``RequestResponse``, ``Event``, ``DryRun``), so an asynchronous hand-off
   through boto3 runs here too (:mod:`selador.local.lambda_api`).
 * ``GET /_selador/stats``: counters for tests and soak runs (not an AWS endpoint).
+* ``GET /openapi.json``: the HTTP API's OpenAPI document (:mod:`selador.local.apidocs.route`;
+  not an AWS endpoint).
 
 This module holds what every endpoint shares (options, connections, counters, closing, the time
 limits) and mounts the APIs, each a module of its own (the WebSocket API in
@@ -37,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocketDisconnect
 
+from selador.local.apidocs.route import openapi_routes
 from selador.local.connections_api import ConnectionsApi
 from selador.local.events import (
     DEFAULT_ACCOUNT,
@@ -190,6 +193,8 @@ class Gateway:
             *LambdaApi(self).routes(),
             Route(STATS_PATH, self._stats, methods=["GET"]),
             *HttpApi(self).routes(),
+            # After the template's routes: a template route for /openapi.json is the API's, and wins.
+            *openapi_routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
         # An HTTP API has no redirects: "/health/" is another path, and it has no route.

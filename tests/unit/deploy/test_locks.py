@@ -39,6 +39,8 @@ DEV_ONLY = {
     "types-pyyaml",
 }
 DEV_ONLY |= {"ollama", "openai", "websockets"}
+# The API documents' validator (jsonschema is not here: the bundle lock has it, through mcp).
+DEV_ONLY |= {"openapi-spec-validator"}
 
 
 @dataclass
