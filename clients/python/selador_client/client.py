@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -32,20 +33,15 @@ log = logging.getLogger("selador_client")
 
 ReconnectRule = bool | Callable[[int], bool]
 _CONNECT_ERRORS = (OSError, InvalidHandshake, InvalidURI)  # TimeoutError is an OSError
-NO_CLOSE_FRAME = 1006
 
 
 class Client(Emitter):
-    """One WebSocket connection to Selador that outlives drops. Open with :func:`connect`.
+    """One WebSocket connection to Selador that outlives drops: :func:`connect`, or ``async with``.
 
-    When the connection closes without :meth:`close` (a network drop, the server's
-    ``DELETE @connections``, API Gateway's idle or two-hour limit) it reconnects with backoff and,
-    for every unfinished run, sends ``resume`` after the last contiguous ``seq`` (or the ``invoke``
-    again when its ``accepted`` frame never came; a ``duplicate_request`` answer then means it
-    runs: it is resumed). Frames are deduplicated by ``seq``; a gap left open, or silence after a
-    ``resume``, sends the ``resume`` again. ``{"action": "ping"}`` goes out every
-    ``ping_interval`` seconds (API Gateway closes a connection idle for 10 minutes, and
-    protocol-level pings do not count).
+    After any close it did not ask for, it reconnects with backoff and resumes every unfinished run
+    after its last contiguous ``seq`` (or asks again when the ``accepted`` frame never came); see
+    clients/python/README.md. App-level pings keep it under API Gateway's 10-minute idle timeout
+    (protocol-level pings do not count there).
 
     Args:
         url: The WebSocket URL (``ws://127.0.0.1:3001/production``, a stack's ``WebSocketURL``).
@@ -95,6 +91,7 @@ class Client(Emitter):
         self._ws: ClientConnection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._attempts = 0
+        self._opened = False
         self._closing = False
         self._closed_error = SeladorConnectionError("closed", "the client is closed")
 
@@ -119,18 +116,29 @@ class Client(Emitter):
         Raises:
             SeladorConnectionError: ``connect_failed`` when the connection cannot be made.
         """
-        if self._supervisor is not None or self._state != "connecting":
+        if self._opened:
             if self._state == "closed":
                 raise self._closed_error
             return self
+        self._opened = True
         try:
             ws = await self._open_socket()
         except _CONNECT_ERRORS as exc:
             self._shutdown(SeladorConnectionError("connect_failed", f"cannot connect: {exc}"))
             raise self._closed_error from exc
-        self._attach(ws)
-        self._supervisor = asyncio.create_task(self._supervise(ws), name="selador-client")
+        if self._closing:  # closed while the handshake ran
+            await ws.close()
+            raise self._closed_error
+        # Questions asked while this connection was being made go out on it.
+        restart = self._attach(ws)
+        self._supervisor = asyncio.create_task(self._supervise(ws, restart), name="selador-client")
         return self
+
+    async def __aenter__(self) -> Client:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def ask(
         self,
@@ -221,8 +229,7 @@ class Client(Emitter):
         self._set_state("open")
         return list(self._runs.values())
 
-    async def _supervise(self, ws: ClientConnection) -> None:
-        restart: list[Run] = []
+    async def _supervise(self, ws: ClientConnection, restart: list[Run]) -> None:
         try:
             while True:
                 code, reason = await self._serve(ws, restart)
@@ -291,9 +298,8 @@ class Client(Emitter):
                     continue
                 await self._on_message(ws, message)
         except ConnectionClosed as exc:
-            if exc.rcvd is None:
-                return NO_CLOSE_FRAME, ""
-            return exc.rcvd.code, exc.rcvd.reason
+            # No close frame (the network or the server vanished) reads as 1006, as in browsers.
+            return (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "")
         finally:
             if pinger is not None:
                 pinger.cancel()
@@ -327,30 +333,31 @@ class Client(Emitter):
             await ws.send(json.dumps(run.message))
             return
         self._emit(Event("resume", run=run, after_seq=run.last_seq))
-        await ws.send(json.dumps(resume_message(run.request_id, run.last_seq, run.run_token)))
-        run.resumed()
+        await self._resume(ws, run)
         if run.cancel_requested:
             # The cancel may have been lost with the connection; cancelling is idempotent.
-            await ws.send(json.dumps(cancel_message(run.request_id, run.run_token)))
-            run.cancel_sent()
+            await self._cancel(ws, run)
+
+    async def _resume(self, ws: ClientConnection, run: Run) -> None:
+        await ws.send(json.dumps(resume_message(run.request_id, run.last_seq, run.run_token)))
+        run.resumed()
+
+    async def _cancel(self, ws: ClientConnection, run: Run) -> None:
+        await ws.send(json.dumps(cancel_message(run.request_id, run.run_token)))
+        run.cancel_sent()
 
     async def _request_cancel(self, run: Run) -> None:
-        ws = self._ws
         # Before "accepted" the run may not exist yet in the server: the cancel waits for it.
-        if (
-            ws is not None
-            and run.accepted
-            and await self._send(ws, cancel_message(run.request_id, run.run_token))
-        ):
-            run.cancel_sent()
+        if self._ws is not None and run.accepted:
+            with contextlib.suppress(ConnectionClosed):  # sent again after the reconnection
+                await self._cancel(self._ws, run)
 
     async def _watchdog(self, ws: ClientConnection) -> None:
         now = time.monotonic()
         for run in list(self._runs.values()):
             watch = run.watch_at()
             if watch is not None and watch <= now:
-                await ws.send(json.dumps(resume_message(run.request_id, run.last_seq, run.run_token)))
-                run.resumed()
+                await self._resume(ws, run)
 
     async def _on_message(self, ws: ClientConnection, message: str | bytes) -> None:
         frame = Frame.parse(message)
@@ -370,14 +377,12 @@ class Client(Emitter):
             if run.done:
                 self._runs.pop(run.request_id, None)
             elif run.cancel_pending and run.accepted:
-                await ws.send(json.dumps(cancel_message(run.request_id, run.run_token)))
-                run.cancel_sent()
+                await self._cancel(ws, run)
         elif frame.get("type") == "error":
             code = frame.get("code")
             if code == "not_running" or (code == "duplicate_request" and run.reinvoked):
                 # Our cancel came after the end (or the first invoke did start): fetch the frames.
-                await ws.send(json.dumps(resume_message(run.request_id, run.last_seq, run.run_token)))
-                run.resumed()
+                await self._resume(ws, run)
                 return
             run.refuse(frame)
             self._runs.pop(run.request_id, None)

@@ -23,7 +23,16 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from selador.protocol import ProtocolError, parse_run_command
-from selador_client import Backoff, Frame, Run, RunFrames, SeladorConnectionError, SeladorError, connect
+from selador_client import (
+    Backoff,
+    Client,
+    Frame,
+    Run,
+    RunFrames,
+    SeladorConnectionError,
+    SeladorError,
+    connect,
+)
 from selador_client import run as run_module
 from selador_client.messages import check_request_id, with_token
 
@@ -332,3 +341,24 @@ async def test_a_broken_listener_is_logged_and_the_run_goes_on(caplog: pytest.Lo
         data = await asyncio.wait_for(run.result(), WAIT)
     assert data["content"] == "ab"
     assert "a frame listener failed" in caplog.text
+
+
+async def test_a_question_asked_while_connecting_goes_out_once_open() -> None:
+    received: list[dict[str, Any]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        received.append(await receive(ws))
+        for text in (ACCEPTED, wire(2, content="a"), wire(3, content="b"), RESULT):
+            await ws.send(text)
+        await ws.wait_closed()
+
+    async with scripted(handler) as url:
+        client = Client(url, ping_interval=None)
+        opening = asyncio.create_task(client.open())
+        run = await client.ask("q", request_id="r-1")  # before the handshake: nothing to send on yet
+        assert client.state == "connecting" and not run.sent
+        async with client:  # already opening: the same client
+            assert await opening is client
+            data = await asyncio.wait_for(run.result(), WAIT)
+        assert client.state == "closed"
+    assert [m["request_id"] for m in received] == ["r-1"] and data["content"] == "ab"
