@@ -26,6 +26,7 @@ import pytest
 from selador.protocol import parse_frame
 from selador_client import Client, Event, Frame, Run, SeladorConnectionError, SeladorError, connect
 
+from .apidocs import validate_frame
 from .conftest import REPO, WAIT, GatewayProcess, start_gateway
 from .test_e2e_client import ACCEPTED, DELTA, dropping_proxy
 from .test_runs_e2e import FINANCING, PERMITS, SECRET, SLOW_STREAM, ZONING, user_token
@@ -82,10 +83,12 @@ async def client_for(url: str, **options: Any) -> AsyncIterator[tuple[Client, Re
             yield client, recorder
         finally:
             await client.close()
-    # Every frame with a type is one of the protocol's (the pydantic models of selador.protocol).
+    # Every frame with a type is one of the protocol's: the pydantic models of selador.protocol and
+    # the schemas of docs/asyncapi.yaml (API Gateway's own messages have no type).
     for frame in recorder.frames():
         if "type" in frame:
             parse_frame(frame.raw)
+            validate_frame(dict(frame))
 
 
 def check_run(frames: Sequence[dict[str, Any]], run: Run) -> dict[str, Any]:

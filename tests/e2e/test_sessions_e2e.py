@@ -94,6 +94,7 @@ async def ask(ws: Any, question: str, request_id: str, **fields: Any) -> list[di
             if frame.get("request_id") != request_id:
                 continue
             parse_frame(json.dumps(frame))
+            validate_frame(frame)
             frames.append(frame)
             if frame["type"] in TERMINAL:
                 return frames
