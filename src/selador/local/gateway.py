@@ -11,6 +11,7 @@
 * Lambda's Invoke API (``RequestResponse``, ``Event``, ``DryRun``), so an asynchronous hand-off
   through boto3 runs here too (:mod:`selador.local.lambda_api`).
 * ``GET /_selador/stats``: counters for tests and soak runs (not an AWS endpoint).
+* ``GET /``: the playground page (:mod:`selador.local.playground`; not an AWS endpoint).
 
 This module holds what every endpoint shares (options, connections, counters, closing, the time
 limits) and mounts the APIs, each a module of its own (the WebSocket API in
@@ -47,6 +48,7 @@ from selador.local.events import (
 from selador.local.guard import HostPolicy, LocalGuard
 from selador.local.httpapi import HttpApi
 from selador.local.lambda_api import LambdaApi
+from selador.local.playground import Playground
 from selador.local.runtime import LambdaRuntime
 from selador.local.websocket_api import RAW_HEADERS_EXTENSION, Connection, WebSocketApi
 
@@ -190,6 +192,8 @@ class Gateway:
             *LambdaApi(self).routes(),
             Route(STATS_PATH, self._stats, methods=["GET"]),
             *HttpApi(self).routes(),
+            # After the template's routes: a template route for "/" is the API's, and wins.
+            *Playground(self.options.stage).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
         # An HTTP API has no redirects: "/health/" is another path, and it has no route.
