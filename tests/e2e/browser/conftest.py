@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from e2e.conftest import REPO, WAIT, GatewayProcess, start_gateway
+from selador.local.playground import CLIENT_PATH
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright is in the dev extra: make install (or make test) installs it"
@@ -50,7 +51,19 @@ SLOW_STREAM = (
     "--env",
     "RUN_POLL_MS=50",
 )
+FAST_STREAM = (
+    # For modules that never act mid-answer: answers stream quickly, still in several deltas.
+    "--env",
+    "LOCAL_MODEL_TOKEN_DELAY_MS=1",
+    "--env",
+    "STREAM_FLUSH_MS=10",
+    "--env",
+    "STREAM_FLUSH_MAX_MS=40",
+)
 WAIT_MS = WAIT * 1000
+# Upper bounds on every wait (never an expectation about speed): a first answer includes the
+# worker processes' cold start.
+expect.set_options(timeout=WAIT_MS)
 _saved: list[Path] = []
 
 
@@ -91,6 +104,8 @@ def page_errors() -> list[str]:
 @pytest.fixture
 def page(browser: Browser, playground_gateway: GatewayProcess, page_errors: list[str]) -> Iterator[Page]:
     """The playground, loaded and ready, in a fresh context; page errors fail the test."""
+    if not CLIENT_PATH.is_file():
+        pytest.fail(f"the playground needs the JavaScript client library at {CLIENT_PATH}")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(WAIT_MS)
     opened = context.new_page()

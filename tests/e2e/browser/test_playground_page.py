@@ -15,6 +15,7 @@ import pytest
 from e2e.conftest import WAIT, GatewayProcess
 
 from .conftest import (
+    FAST_STREAM,
     Page,
     ask,
     expect,
@@ -28,15 +29,7 @@ from .conftest import (
 pytestmark = pytest.mark.e2e
 
 ZONING = "What are the zoning requirements for residential development?"
-GATEWAY_ARGS = (
-    # Nothing here needs to act mid-answer: answers stream quickly, still in several deltas.
-    "--env",
-    "LOCAL_MODEL_TOKEN_DELAY_MS=1",
-    "--env",
-    "STREAM_FLUSH_MS=10",
-    "--env",
-    "STREAM_FLUSH_MAX_MS=40",
-)
+GATEWAY_ARGS = FAST_STREAM
 
 
 def test_the_page_has_its_labelled_controls_and_defaults_to_its_own_gateway(
@@ -207,3 +200,23 @@ def test_a_missing_client_library_is_reported_on_the_page(
     expect(page.get_by_role("status").first).to_have_text("The client library is missing")
     # Chromium logs the failed load; that one is expected here.
     page_errors[:] = [e for e in page_errors if "404" not in e]
+
+
+def test_a_bad_url_or_an_unreachable_server_is_explained_not_thrown(
+    page: Page, page_errors: list[str]
+) -> None:
+    page.get_by_label("WebSocket URL").fill("http://127.0.0.1:3001/production")
+    ask_button = page.get_by_role("button", name="Ask")
+    page.get_by_label("Question").fill("What is the FAR in LR2?")
+    ask_button.click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Could not connect: the WebSocket URL must start with ws:// or wss://, not http://"
+    )
+    # Port 9 (discard) has nothing listening here: the handshake fails.
+    page.get_by_label("WebSocket URL").fill("ws://127.0.0.1:9/production")
+    ask_button.click()
+    expect(page.get_by_role("alert")).to_contain_text("Could not connect:")
+    expect(page.get_by_role("status").first).to_contain_text("Not connected:")
+    expect(page.get_by_role("article")).to_have_count(0)  # nothing was asked
+    # Chromium logs the refused WebSocket itself; that one is expected here.
+    page_errors[:] = [e for e in page_errors if "WebSocket connection to" not in e]

@@ -147,3 +147,18 @@ def test_a_conversation_follow_up_continues_the_session(page: Page) -> None:
     expect(fresh).to_have_attribute("data-state", "succeeded")
     assert sent(page, request_id(fresh), "invoke")[0]["session_id"] == "new"
     expect(page.get_by_role("region", name="Conversation")).to_have_count(2)
+
+
+def test_a_refused_question_shows_the_servers_reason(page: Page) -> None:
+    # One question at a time per session: a follow-up while the first still runs is refused
+    # with session_busy (an error without seq), shown on its card.
+    page.get_by_role("checkbox", name="Conversation").check()
+    first = ask(page, *ZONING)
+    wait_for_delta(page, request_id(first))  # accepted, so the session is known; still running
+    second = ask(page, *PERMITS)
+    expect(second).to_have_attribute("data-state", "failed")
+    expect(second.get_by_role("alert")).to_contain_text("session_busy: ")
+    expect(second.get_by_role("status")).to_have_text("Failed")
+    refusal = [e for e in logged(page, request_id(second)) if e["direction"] == "in"]
+    assert [(e["type"], e["seq"], e["raw"]["code"]) for e in refusal] == [("error", None, "session_busy")]
+    expect(first).to_have_attribute("data-state", "succeeded")
