@@ -22,6 +22,7 @@ from .conftest import (
     logged,
     request_id,
     result_frame,
+    save_screenshot,
     streamed_text,
     wait_for_delta,
 )
@@ -97,6 +98,7 @@ def test_a_connection_dropped_by_the_server_is_resumed_and_the_answer_completes(
     )
     tagged = [c for c in playground_gateway.stats()["connections"] if c["query"].get("tag") == tag]
     assert sorted(c["state"] for c in tagged) == ["closed", "open"], "one drop, one new connection"
+    print(f"screenshot: {save_screenshot(page, 'playground-resumed.png')}")
 
 
 def test_the_drop_connection_button_reconnects_and_resumes(page: Page) -> None:
