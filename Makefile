@@ -43,7 +43,21 @@ $(STAMP): pyproject.toml $(DEV_LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+# The JavaScript client's dev dependency (ws, for its Node tests), from its lockfile. Node >= 20 is
+# required rather than skipped: without it the client's tests could not run, and `make test` must
+# fail saying so, not pass without them.
+JS_CLIENT := clients/js
+JS_STAMP := $(JS_CLIENT)/node_modules/.installed
+
+$(JS_STAMP): $(JS_CLIENT)/package.json $(JS_CLIENT)/package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { \
+		echo "make install: Node.js >= 20 with npm is needed (the JavaScript client in $(JS_CLIENT) is tested in Node)" >&2; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { \
+		echo "make install: Node.js >= 20 is needed, found $$(node --version)" >&2; exit 1; }
+	cd $(JS_CLIENT) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+install: $(STAMP) $(JS_STAMP)
 
 $(TOOLS_STAMP):
 	rm -rf $(TOOLS)
@@ -109,7 +123,8 @@ e2e: install browser
 conformance: install
 	$(BIN)/pytest -q tests/conformance $(PYTEST_ARGS)
 
-serve: install
+# Only the Python environment: the gateway (and the page it serves) need no Node.
+serve: $(STAMP)
 	$(BIN)/selador serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 bench: install
@@ -129,4 +144,4 @@ check-template: install
 	bash scripts/check-template.sh
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam build dist
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .aws-sam build dist $(JS_CLIENT)/node_modules
