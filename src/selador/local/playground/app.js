@@ -34,8 +34,7 @@ const state = {
 };
 
 // The client library opens its sockets with this class, so the page can see what it sends (the
-// inspector shows every invoke, resume and cancel) and close the socket it is using ("Drop
-// connection" simulates a network loss: the library reconnects and resumes, as it would then).
+// inspector shows every invoke, resume and cancel) and which socket is current.
 class TrackedWebSocket extends WebSocket {
   constructor(url, protocols) {
     super(url, protocols);
@@ -285,8 +284,10 @@ async function start() {
     }
   });
   dropButton.addEventListener("click", () => {
-    // 4000: an application close code, so neither side takes it for a normal goodbye.
-    state.socket?.close(4000, "dropped by the playground");
+    // The library's drop() cuts the socket as a failing network would; a client without one gets
+    // its socket closed with 4000, an application code neither side takes for a normal goodbye.
+    if (typeof state.client?.drop === "function") state.client.drop();
+    else state.socket?.close(4000, "dropped by the playground");
   });
   newConversationButton.addEventListener("click", () => {
     state.conversation = null;
