@@ -230,14 +230,21 @@ async function ask(event) {
   const card = new RunCard({ ...askInfo, onStop: () => run.cancel() });
   state.runs.set(requestId, card);
   (session.conversation?.element ?? runsList).append(card.element);
-  run = client.ask({
-    question,
-    context: context || undefined,
-    queryType,
-    requestId,
-    sessionId: session.sessionId,
-    sessionToken: session.sessionToken,
-  });
+  try {
+    run = client.ask({
+      question,
+      context: context || undefined,
+      queryType,
+      requestId,
+      sessionId: session.sessionId,
+      sessionToken: session.sessionToken,
+    });
+  } catch (error) {
+    // Refused by the library itself (closed meanwhile): nothing was sent.
+    card.fail(error);
+    settle(card, session.conversation);
+    return;
+  }
   questionInput.value = "";
   card.element.scrollIntoView({ block: "nearest" });
   updateControls();
@@ -259,10 +266,15 @@ async function follow(run, card, conversation) {
   } catch (error) {
     card.fail(error);
   } finally {
-    if (conversation && !conversation.sessionId) conversation.firstPending = false;
-    state.runs.delete(card.requestId);
-    updateControls();
+    settle(card, conversation);
   }
+}
+
+function settle(card, conversation) {
+  // A first question that ended without naming its session lets the next one start it again.
+  if (conversation && !conversation.sessionId) conversation.firstPending = false;
+  state.runs.delete(card.requestId);
+  updateControls();
 }
 
 async function start() {
