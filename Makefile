@@ -31,7 +31,7 @@ UV := $(TOOLS)/bin/uv
 LOCK_ARGS ?=
 LOCK_COMMON := --generate-hashes --universal --quiet --custom-compile-command "make lock"
 
-.PHONY: install tools lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template docs clean
+.PHONY: install tools browser lock audit lint format typecheck test unit integration e2e conformance serve bench eval fuzz soak check-template docs clean
 
 # Installs the dev lock (hash-checked), then the project itself without dependencies. A changed
 # lock re-runs this: pins move to the lock's versions; packages the lock dropped stay until
@@ -92,8 +92,23 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install tools lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+# Debian's chromium for the playground's browser tests (tests/e2e/browser): Playwright (from the dev
+# lock) drives it through executable_path and never downloads a browser of its own. Installed with
+# apt-get when missing, as root or through passwordless sudo; otherwise this stops and says how.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: the browser tests need chromium and this machine has no apt-get: install chromium" >&2; exit 1; \
+	  elif [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "make: the browser tests need Debian's chromium: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	    || { echo "make: apt-get install chromium failed" >&2; exit 1; }; }
+
+# SELADOR_REQUIRE_BROWSER: here a missing browser fails the browser tests instead of skipping them.
+test: install tools lint browser
+	SELADOR_REQUIRE_BROWSER=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 unit: install tools
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
@@ -101,8 +116,8 @@ unit: install tools
 integration: install
 	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
 
-e2e: install
-	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+e2e: install browser
+	SELADOR_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 # API Gateway-shaped event fixtures against the handler and against what `selador serve` builds.
 conformance: install

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from selador.local.environment import Endpoints
 from selador.local.gateway import ROUTE_SELECTION_EXPRESSION, STATS_PATH, GatewayOptions
 from selador.local.guard import LOOPBACK_HOSTS, host_name
+from selador.local.playground import banner_line
 from selador.local.processes import default_workers
 from selador.local.template import FunctionConfig
 from selador.settings import load_settings
@@ -127,6 +128,7 @@ def banner(
     lines = [
         f"Selador local API Gateway ({template_path}: {function.logical_id}, {function.runtime}, "
         f"timeout {function.timeout} s, {function.memory_size} MB)",
+        banner_line(endpoints.base, options.http_routes),
         f"  WebSocket   {endpoints.ws_url}",
         f"  HTTP        {endpoints.http_url}   {routes}",
         f"  Management  {endpoints.management_endpoint}/@connections/{{connectionId}}",

@@ -13,6 +13,7 @@
 * ``GET /_selador/stats``: counters for tests and soak runs (not an AWS endpoint).
 * ``GET /openapi.json``: the HTTP API's OpenAPI document (:mod:`selador.local.apidocs.route`;
   not an AWS endpoint).
+* ``GET /``: the playground page (:mod:`selador.local.playground`; not an AWS endpoint).
 
 This module holds what every endpoint shares (options, connections, counters, closing, the time
 limits) and mounts the APIs, each a module of its own (the WebSocket API in
@@ -50,6 +51,7 @@ from selador.local.events import (
 from selador.local.guard import HostPolicy, LocalGuard
 from selador.local.httpapi import HttpApi
 from selador.local.lambda_api import LambdaApi
+from selador.local.playground import Playground
 from selador.local.runtime import LambdaRuntime
 from selador.local.websocket_api import RAW_HEADERS_EXTENSION, Connection, WebSocketApi
 
@@ -195,6 +197,8 @@ class Gateway:
             *HttpApi(self).routes(),
             # After the template's routes: a template route for /openapi.json is the API's, and wins.
             *openapi_routes(),
+            # After the template's routes: a template route for "/" is the API's, and wins.
+            *Playground(self.options.stage).routes(),
         ]
         app = Starlette(routes=routes, exception_handlers={HTTPException: self._http_error})
         # An HTTP API has no redirects: "/health/" is another path, and it has no route.

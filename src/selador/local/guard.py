@@ -15,7 +15,8 @@ its own hostname, so :class:`LocalGuard`, an ASGI middleware in front of every r
   (``text/plain``, ``multipart/form-data``, ``application/x-www-form-urlencoded``). boto3 sends no
   ``Content-Type`` and no ``Origin`` on these calls, so their absence is accepted;
 * a WebSocket handshake from a page that is not this machine's (``Origin`` with a loopback name,
-  the bound address or an ``--allow-host`` name, any port) unless ``--allow-origin`` names it. API
+  the bound address or an ``--allow-host`` name, any port) unless ``--allow-origin`` names it or
+  it is the gateway's own page (the playground: ``Origin`` equal to the accepted ``Host``). API
   Gateway takes any origin, but there the handler runs with its own role; here it runs with the
   developer's credentials, so any site could spend them (a Bedrock model, a knowledge base).
 
@@ -160,7 +161,14 @@ class LocalGuard:
         path = scope.get("path", "")
         origin = headers.get("origin")
         if not (path.startswith(self.protected) or "/@connections/" in path):
-            if scope["type"] == "websocket" and origin is not None and not self.policy.allows_origin(origin):
+            if (
+                scope["type"] == "websocket"
+                and origin is not None
+                and not self.policy.allows_origin(origin)
+                # The gateway's own page (the playground), whatever address it was loaded from:
+                # the Host was accepted above, so a page with that very origin came from here.
+                and not self.policy.same_origin(origin, host)
+            ):
                 return (
                     f"the web page at {origin!r} may not open this local WebSocket API (it would run "
                     "the handler with this machine's credentials); allow it with --allow-origin"
