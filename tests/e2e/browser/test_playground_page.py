@@ -220,3 +220,34 @@ def test_a_bad_url_or_an_unreachable_server_is_explained_not_thrown(
     expect(page.get_by_role("article")).to_have_count(0)  # nothing was asked
     # Chromium logs the refused WebSocket itself; that one is expected here.
     page_errors[:] = [e for e in page_errors if "WebSocket connection to" not in e]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        # A fence with an info string past the language ("title", a dot): still a fence.
+        ("```python title=example.py\nprint(1)\n```\nafter", "print(1)"),
+        ("~~~ python3.11\nprint(2)\n~~~", "print(2)"),
+        # A line that starts like a fence but is not one (inline code at the start of a line).
+        ("Run\n```print(3)``` first", None),
+        # A line that starts like a heading but does not parse as one (U+2028 inside it).
+        ("# a\u2028b\n\ntext", None),
+    ],
+)
+def test_markdown_that_starts_a_block_it_cannot_parse_still_renders(
+    page: Page, text: str, code: str | None
+) -> None:
+    # Every line must be consumed: a line that startsBlock() claims but no block rule takes
+    # used to loop forever, pushing empty paragraphs until the tab ran out of memory.
+    rendered = page.evaluate(
+        """async (text) => {
+            const { renderMarkdown } = await import("/playground/markdown.js");
+            const box = document.createElement("div");
+            box.innerHTML = renderMarkdown(text);
+            return { text: box.textContent, code: box.querySelector("pre code")?.textContent ?? null };
+        }""",
+        text,
+    )
+    assert rendered["code"] == code
+    assert "after" in rendered["text"] or "after" not in text
+    assert "text" in rendered["text"] or "\n\ntext" not in text

@@ -42,7 +42,9 @@ export function renderMarkdown(source, options = {}) {
       i += 1;
       continue;
     }
-    const fence = line.match(/^\s*(```|~~~)\s*([\w+-]*)\s*$/);
+    // The info string after the fence ("python", "python title=x.py") is not shown; a backtick
+    // fence's has no backtick ("```print(1)``` …" is a paragraph with inline code).
+    const fence = line.match(/^\s*(```|~~~)([^`]*)$/);
     if (fence) {
       const body = [];
       i += 1;
@@ -75,7 +77,9 @@ export function renderMarkdown(source, options = {}) {
       out.push(`<blockquote>${renderMarkdown(quoted.join("\n"), options)}</blockquote>`);
       continue;
     }
-    const paragraph = [];
+    // The first line always: one that startsBlock() claims but no rule above took ("# a\u2028b")
+    // would otherwise never be consumed.
+    const paragraph = [lines[i++].trim()];
     while (i < lines.length && lines[i].trim() && !startsBlock(lines[i])) paragraph.push(lines[i++].trim());
     // Line breaks are kept: answers put one source per line under "Sources:".
     out.push(`<p>${paragraph.map(inline).join("<br>")}</p>`);
