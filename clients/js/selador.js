@@ -323,7 +323,8 @@ export class Run {
   }
 
   /**
-   * Stop the run: sends `cancel` (once the run's token is known, and again after a reconnect);
+   * Stop the run: sends `cancel` (for a run asked here, once its token is known; again after a
+   * reconnect);
    * the run then ends with its cancelled `result`.
    * @returns {Promise<void>} Resolves when the cancel was sent, or the run ended.
    */
@@ -348,9 +349,11 @@ export class Run {
   }
 
   _sendCancel() {
-    // An anonymous run can only be cancelled with its token: wait for the accepted frame.
-    if (!this.runToken) return;
-    const message = { action: "cancel", request_id: this.requestId, run_token: this.runToken };
+    // A run asked here may not exist on the server before its accepted frame, and an anonymous
+    // one can only be cancelled with its token: wait for that frame. A run followed by id exists,
+    // and its owner may cancel it without the token (which never comes after an afterSeq >= 1).
+    if (!this.runToken && this._invoke) return;
+    const message = { action: "cancel", request_id: this.requestId, run_token: this.runToken ?? undefined };
     if (this._client._send(message)) this._cancelled.resolve();
   }
 

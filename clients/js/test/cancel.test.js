@@ -13,6 +13,7 @@ import {
   nextEvent,
   open,
   reference,
+  securedGateway,
 } from "./gateway.js";
 
 const TIMEOUT = { timeout: 60_000 };
@@ -104,3 +105,31 @@ test("close() with a run going: no reconnect, the run rejects with closed", TIME
   assert.equal(run.done, true);
   assert.deepEqual(reconnects, []);
 });
+
+test(
+  "cancel() of an owner's run followed by id after a seq, without its token, is sent and stops it",
+  TIMEOUT,
+  async (t) => {
+    // An authenticated user may resume and cancel their runs without the run's token; following
+    // after seq 3, the accepted frame (which carries the token) never comes to this client.
+    const gw = await securedGateway();
+    const first = await open(t, gw.ws, { token: gw.token });
+    const started = first.ask(QUESTIONS.zoning);
+    for await (const frame of started) if (frame.type === "delta") break;
+    const { requestId } = started;
+    first.close(); // the run goes on on the server (on_disconnect: continue)
+    const second = await open(t, gw.ws, { token: gw.token });
+    const run = second.resume({ requestId, afterSeq: 3 });
+    let cancelled = null;
+    const frames = [];
+    for await (const frame of run) {
+      frames.push(frame);
+      if (!cancelled) cancelled = run.cancel();
+    }
+    await cancelled;
+    assert.equal(run.runToken, null, "the token never came");
+    assert.deepEqual(frames.map((f) => f.seq), frames.map((_, i) => i + 4), "from seq 4 on");
+    assert.equal((await run.result).stop_reason, "cancelled");
+    second.close();
+  },
+);
