@@ -23,9 +23,15 @@ import pytest
 from e2e.conftest import REPO, WAIT, GatewayProcess, start_gateway
 from selador.local.playground import CLIENT_PATH
 
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright is in the dev extra: make install (or make test) installs it"
-)
+_PLAYWRIGHT_MISSING = "Playwright is in the dev extra: make install (or make test) installs it"
+if os.environ.get("SELADOR_REQUIRE_BROWSER") == "1":
+    # Under make test a missing Playwright is a failure, like a missing chromium, never a skip.
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError as exc:
+        raise ImportError(_PLAYWRIGHT_MISSING) from exc
+else:
+    playwright_api = pytest.importorskip("playwright.sync_api", reason=_PLAYWRIGHT_MISSING)
 Browser = playwright_api.Browser
 Page = playwright_api.Page
 expect = playwright_api.expect
