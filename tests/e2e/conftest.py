@@ -182,6 +182,20 @@ def gateway() -> Iterator[GatewayProcess]:
 # ---------------------------------------------------------------------------------- clients
 
 
+def signed_token(sub: str, secret: str, ttl_s: int = 600) -> str:
+    """A JWT for ``sub`` from ``selador token``, signed with the HS256 ``secret`` a gateway was given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {"AUTH_HS256_SECRET": secret}
+    done = subprocess.run(
+        [sys.executable, "-m", "selador.local.cli", "token", "--sub", sub, "--ttl", str(ttl_s)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=WAIT,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def ws_connect(url: str, **kwargs: Any) -> connect:
     """A ``websockets`` client with test-friendly settings (no proxy, bounded open, no pings)."""
     return connect(url, proxy=None, open_timeout=WAIT, max_size=None, ping_interval=None, **kwargs)

@@ -15,10 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from selador.protocol import parse_frame
 
 from .apidocs import validate_frame
-from .conftest import WAIT, GatewayProcess, recv_json, start_gateway, ws_connect
+from .conftest import WAIT, GatewayProcess, recv_json, signed_token, start_gateway, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -83,17 +80,8 @@ def secured_gateway() -> Iterator[GatewayProcess]:
 
 
 def user_token(sub: str) -> str:
-    """A JWT for ``sub`` from ``selador token``, signed with :data:`SECRET`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {"AUTH_HS256_SECRET": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-m", "selador.local.cli", "token", "--sub", sub, "--ttl", "600"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=WAIT,
-        check=True,
-    )
-    return done.stdout.strip()
+    """A JWT for ``sub`` signed with :data:`SECRET`."""
+    return signed_token(sub, SECRET)
 
 
 # ---------------------------------------------------------------------------------- clients

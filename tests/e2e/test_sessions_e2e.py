@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import pytest
 from selador.protocol import parse_frame
 
 from .apidocs import validate_frame
-from .conftest import WAIT, GatewayProcess, start_gateway, ws_connect
+from .conftest import WAIT, GatewayProcess, signed_token, start_gateway, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -65,17 +62,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
 
 
 def user_token(sub: str) -> str:
-    """A JWT for ``sub`` from ``selador token``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {"AUTH_HS256_SECRET": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-m", "selador.local.cli", "token", "--sub", sub, "--ttl", "600"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=WAIT,
-        check=True,
-    )
-    return done.stdout.strip()
+    """A JWT for ``sub`` signed with :data:`SECRET`."""
+    return signed_token(sub, SECRET)
 
 
 async def ask(ws: Any, question: str, request_id: str, **fields: Any) -> list[dict[str, Any]]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from e2e.conftest import WAIT
+from e2e.conftest import signed_token
 
 from .conftest import FAST_STREAM, Page, ask, expect
 
@@ -19,17 +15,8 @@ GATEWAY_ARGS = (*FAST_STREAM, "--env", "AUTH_MODE=jwt", "--env", f"AUTH_HS256_SE
 
 
 def user_token(sub: str) -> str:
-    """A JWT for ``sub`` from ``selador token``, signed with :data:`SECRET`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")} | {"AUTH_HS256_SECRET": SECRET}
-    done = subprocess.run(
-        [sys.executable, "-m", "selador.local.cli", "token", "--sub", sub, "--ttl", "600"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=WAIT,
-        check=True,
-    )
-    return done.stdout.strip()
+    """A JWT for ``sub`` signed with :data:`SECRET`."""
+    return signed_token(sub, SECRET)
 
 
 def test_without_a_token_the_page_says_it_cannot_connect_and_with_one_it_answers(
