@@ -25,6 +25,9 @@ export class SeladorError extends Error {
   }
 }
 
+/** Frames further than this past the next expected `seq` are dropped until the gap is filled. */
+export const REORDER_WINDOW = 256;
+
 /**
  * Open a client and wait for its first connection.
  *
@@ -365,6 +368,9 @@ export class Run {
       this.duplicates += 1;
       return;
     }
+    // Bounded, as the Python client's: a frame this far past a gap is dropped, and the resume that
+    // fills the gap sends it again (the log has it).
+    if (seq - this._seq > REORDER_WINDOW) return;
     this._buffer.set(seq, frame);
     while (!this.done && this._buffer.has(this._seq + 1)) {
       const next = this._buffer.get(this._seq + 1);
