@@ -9,8 +9,9 @@ sending ``invoke`` to its ``result`` frame with ``time.perf_counter()``.
 
 * ``sessions.history_overhead.p50``: the median, over the interleaved pairs, of a session question's
   time minus the fresh question's just before it, in milliseconds (pairs cancel the drift of a
-  shared machine; the difference of the two medians is kept in the detail). Target <= 20 ms: opening the session, reading the agent record and the window's
-  messages, the responder reading a longer conversation, writing the new messages and committing
+  shared machine; the difference of the two medians is kept in the detail). Target <= 20 ms:
+  opening the session, reading the agent record and the window's messages, the responder reading
+  a longer conversation, Strands copying a longer prompt, writing the new messages and committing
   the turn. Every measured session question adds a turn, but the prompt (and so the read) is
   bounded by the window, so the 20th and the 40th turn cost the same.
 
