@@ -172,6 +172,21 @@ def start_gateway(
         gateway.stop()
 
 
+SLOW_STREAM = (
+    # About a second or two per answer and a delta every 10-40 ms: 20-40 frames in which to drop
+    # the connection, press Stop or race a second question.
+    "--env",
+    "LOCAL_MODEL_TOKEN_DELAY_MS=5",
+    "--env",
+    "STREAM_FLUSH_MS=10",
+    "--env",
+    "STREAM_FLUSH_MAX_MS=40",
+    "--env",
+    "RUN_POLL_MS=50",
+)
+"""``selador serve`` flags for answers slow and finely streamed enough to interrupt."""
+
+
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[GatewayProcess]:
     """The real handler with the offline model and bundled knowledge base, tokens without delay."""

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, GatewayProcess, start_gateway
-from .test_runs_e2e import SECRET, SLOW_STREAM, user_token
+from .conftest import REPO, SLOW_STREAM, GatewayProcess, start_gateway
+from .test_runs_e2e import SECRET, user_token
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,9 @@ from selador.protocol import parse_frame
 from selador_client import Client, Event, Frame, Run, SeladorConnectionError, SeladorError, connect
 
 from .apidocs import validate_frame
-from .conftest import REPO, WAIT, GatewayProcess, start_gateway
+from .conftest import REPO, SLOW_STREAM, WAIT, GatewayProcess, start_gateway
 from .test_e2e_client import ACCEPTED, DELTA, dropping_proxy
-from .test_runs_e2e import FINANCING, PERMITS, SECRET, SLOW_STREAM, ZONING, user_token
+from .test_runs_e2e import FINANCING, PERMITS, SECRET, ZONING, user_token
 
 pytestmark = pytest.mark.e2e
 

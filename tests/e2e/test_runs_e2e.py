@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from selador.protocol import parse_frame
 
 from .apidocs import validate_frame
-from .conftest import WAIT, GatewayProcess, recv_json, signed_token, start_gateway, ws_connect
+from .conftest import SLOW_STREAM, WAIT, GatewayProcess, recv_json, signed_token, start_gateway, ws_connect
 
 pytestmark = pytest.mark.e2e
 
@@ -39,17 +39,6 @@ FINANCING = ("What is the monthly payment on a $500,000 house with 20% down at 6
 PERMITS = ("What permits do I need to build a deck in Seattle?", "permits")
 QUESTIONS = (ZONING, FINANCING, PERMITS)
 
-SLOW_STREAM = (
-    # About a second per answer and a delta every 10-40 ms: 20-40 frames to drop in between.
-    "--env",
-    "LOCAL_MODEL_TOKEN_DELAY_MS=5",
-    "--env",
-    "STREAM_FLUSH_MS=10",
-    "--env",
-    "STREAM_FLUSH_MAX_MS=40",
-    "--env",
-    "RUN_POLL_MS=50",
-)
 SECRET = "e2e-runs-secret-0123456789abcdef-0123456789"
 TERMINAL = ("result", "error")
 QUIET_S = 1.0

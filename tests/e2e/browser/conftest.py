@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from e2e.conftest import REPO, WAIT, GatewayProcess, start_gateway
+from e2e.conftest import REPO, SLOW_STREAM, WAIT, GatewayProcess, start_gateway
 from selador.local.playground import CLIENT_PATH
 
 _PLAYWRIGHT_MISSING = "Playwright is in the dev extra: make install (or make test) installs it"
@@ -45,18 +45,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SLOW_STREAM = (
-    # About two seconds per answer and a delta every 10-40 ms: time to press Stop or drop the
-    # connection while the answer streams. A module sets GATEWAY_ARGS to use others.
-    "--env",
-    "LOCAL_MODEL_TOKEN_DELAY_MS=5",
-    "--env",
-    "STREAM_FLUSH_MS=10",
-    "--env",
-    "STREAM_FLUSH_MAX_MS=40",
-    "--env",
-    "RUN_POLL_MS=50",
-)
 FAST_STREAM = (
     # For modules that never act mid-answer: answers stream quickly, still in several deltas.
     "--env",
